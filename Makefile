@@ -1,0 +1,34 @@
+# Two commands do the whole set-up on a machine with Python 3.10+ and pip (see README):
+#   make lab    create .venv (CPU-only torch) and open the notebooks in JupyterLab
+#   make test   create the same .venv and run the whole test suite (unit tests + nbval over every notebook)
+# Also: make execute [NB=notebooks/00_start_here.ipynb]   regenerate stored notebook outputs
+#       make bench                                         speed benchmarks (bench/)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+NB ?= notebooks/*.ipynb
+
+.PHONY: lab test execute bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install "$(TORCH)" --extra-index-url $(TORCH_INDEX)
+	$(BIN)/python -m pip install -e ".[notebooks,test]"
+	touch $@
+
+lab: $(BIN)/.installed
+	$(BIN)/jupyter lab notebooks/00_start_here.ipynb
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+execute: $(BIN)/.installed
+	$(BIN)/python scripts/execute_notebooks.py $(NB)
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/bench_models.py
+
+clean:
+	rm -rf $(VENV)

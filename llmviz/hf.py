@@ -1,0 +1,193 @@
+"""Load Hugging Face checkpoints (``config.json`` + ``*.safetensors``) into llmviz models, without pickle.
+
+``transformers`` is not needed: the config is read as JSON and the tensors with ``safetensors``. Each family
+has a name map from HF's parameter names to ours, which doubles as a table of what corresponds to what.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from ._checks import check
+from .configs import ModelConfig
+from .models import build_model
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+_SAME: Transform = lambda t: t  # noqa: E731
+
+ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu",
+               "silu": "silu", "swish": "silu"}
+
+
+def _activation(name: str) -> str:
+    check(name in ACTIVATIONS, "hidden_act", name, f"supported activations: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def _rope(c: dict) -> tuple[float, dict | None]:
+    """(rope_theta, scaling) from transformers 5 ``rope_parameters`` or 4.x ``rope_theta`` + ``rope_scaling``."""
+    params = dict(c.get("rope_parameters") or c.get("rope_scaling") or {})
+    theta = float(params.pop("rope_theta", None) or c.get("rope_theta") or 10_000.0)
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind == "default":
+        return theta, None
+    if kind in ("llama3", "yarn"):
+        params.setdefault("original_max_position_embeddings",
+                          c.get("original_max_position_embeddings", c["max_position_embeddings"]))
+    return theta, params
+
+
+def _gpt2_config(c: dict) -> ModelConfig:
+    check(c.get("scale_attn_weights", True), "scale_attn_weights", c.get("scale_attn_weights"),
+          "llmviz's GPT-2 scales scores by 1/sqrt(head_dim); a checkpoint without it is not supported")
+    check(not c.get("scale_attn_by_inverse_layer_idx", False), "scale_attn_by_inverse_layer_idx", True,
+          "not supported (no released GPT-2 uses it)")
+    h = c["n_embd"]
+    return ModelConfig(
+        arch="gpt2", name=c.get("_name_or_path") or "gpt2", family="GPT-2", hidden_size=h, num_layers=c["n_layer"],
+        num_heads=c["n_head"], intermediate_size=c.get("n_inner") or 4 * h, vocab_size=c["vocab_size"],
+        max_position_embeddings=c["n_positions"], norm="layernorm", norm_eps=c.get("layer_norm_epsilon", 1e-5),
+        position="learned", activation=_activation(c.get("activation_function", "gelu_new")), gated_mlp=False,
+        attention_bias=True, mlp_bias=True, tie_word_embeddings=c.get("tie_word_embeddings", True))
+
+
+def _llama_config(c: dict) -> ModelConfig:
+    qwen3 = c["model_type"] == "qwen3"
+    check(not c.get("use_sliding_window", False), "use_sliding_window", True,
+          "Qwen3's per-layer sliding window (max_window_layers) is not supported; the released models do not use it")
+    theta, scaling = _rope(c)
+    heads = c["num_attention_heads"]
+    return ModelConfig(
+        arch=c["model_type"], name=c.get("_name_or_path") or c["model_type"], family="Qwen3" if qwen3 else "Llama",
+        hidden_size=c["hidden_size"], num_layers=c["num_hidden_layers"], num_heads=heads,
+        num_kv_heads=c.get("num_key_value_heads") or heads, head_dim=c.get("head_dim") or c["hidden_size"] // heads,
+        intermediate_size=c["intermediate_size"], vocab_size=c["vocab_size"],
+        max_position_embeddings=c["max_position_embeddings"], norm_eps=c.get("rms_norm_eps", 1e-6),
+        rope_theta=theta, rope_scaling=scaling, activation=_activation(c.get("hidden_act", "silu")),
+        attention_bias=c.get("attention_bias", False), mlp_bias=c.get("mlp_bias", False), qk_norm=qwen3,
+        tie_word_embeddings=c.get("tie_word_embeddings", False))
+
+
+CONFIG_READERS: dict[str, Callable[[dict], ModelConfig]] = {"gpt2": _gpt2_config, "llama": _llama_config,
+                                                            "qwen3": _llama_config}
+
+
+def config_from_hf(c: dict) -> ModelConfig:
+    """An llmviz config from the dict of an HF ``config.json``."""
+    kind = c.get("model_type")
+    check(kind in CONFIG_READERS, "model_type", kind, f"supported model types: {sorted(CONFIG_READERS)}")
+    return CONFIG_READERS[kind](c)
+
+
+def _gpt2_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
+    """HF GPT-2 uses Conv1D, whose weight is [in, out]: transpose to nn.Linear's [out, in]. ``c_attn`` holds
+    q, k, v side by side."""
+    h = cfg.hidden_size
+    T: Transform = lambda t: t.t()  # noqa: E731
+
+    def part(i: int, weight: bool) -> Transform:
+        return (lambda t: t[:, i * h:(i + 1) * h].t()) if weight else (lambda t: t[i * h:(i + 1) * h])
+
+    names = {"transformer.wte.weight": [("embed.weight", _SAME)], "transformer.wpe.weight": [("pos_embed.weight", _SAME)],
+             "transformer.ln_f.weight": [("norm.weight", _SAME)], "transformer.ln_f.bias": [("norm.bias", _SAME)],
+             "lm_head.weight": [("lm_head.weight", _SAME)]}
+    for i in range(cfg.num_layers):
+        hf, us = f"transformer.h.{i}.", f"blocks.{i}."
+        for kind in ("weight", "bias"):
+            w = kind == "weight"
+            names[hf + f"attn.c_attn.{kind}"] = [(us + f"attn.{p}_proj.{kind}", part(j, w)) for j, p in enumerate("qkv")]
+            names[hf + f"attn.c_proj.{kind}"] = [(us + f"attn.o_proj.{kind}", T if w else _SAME)]
+            names[hf + f"mlp.c_fc.{kind}"] = [(us + f"mlp.fc_in.{kind}", T if w else _SAME)]
+            names[hf + f"mlp.c_proj.{kind}"] = [(us + f"mlp.fc_out.{kind}", T if w else _SAME)]
+            names[hf + f"ln_1.{kind}"] = [(us + f"attn_norm.{kind}", _SAME)]
+            names[hf + f"ln_2.{kind}"] = [(us + f"mlp_norm.{kind}", _SAME)]
+    return names
+
+
+def _llama_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
+    """Llama and Qwen3 share HF's layout; the names differ from ours only in the prefixes."""
+    names = {"model.embed_tokens.weight": [("embed.weight", _SAME)], "model.norm.weight": [("norm.weight", _SAME)],
+             "lm_head.weight": [("lm_head.weight", _SAME)]}
+    for i in range(cfg.num_layers):
+        hf, us = f"model.layers.{i}.", f"blocks.{i}."
+        pairs = {"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "mlp_norm.weight",
+                 "self_attn.q_norm.weight": "attn.q_norm.weight", "self_attn.k_norm.weight": "attn.k_norm.weight"}
+        for p in ("q", "k", "v", "o"):
+            for kind in ("weight", "bias"):
+                pairs[f"self_attn.{p}_proj.{kind}"] = f"attn.{p}_proj.{kind}"
+        for p in ("gate", "up", "down"):
+            for kind in ("weight", "bias"):
+                pairs[f"mlp.{p}_proj.{kind}"] = f"mlp.{p}_proj.{kind}"
+        names.update({hf + a: [(us + b, _SAME)] for a, b in pairs.items()})
+    return names
+
+
+NAME_MAPS = {"gpt2": _gpt2_names, "llama": _llama_names, "qwen3": _llama_names}
+# buffers some exporters write that carry no weights: causal-mask tables and RoPE frequencies
+_IGNORED = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
+
+
+def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint directory: ``model.safetensors`` or the shards named by its index."""
+    index = directory / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [directory / s for s in shards]
+    else:
+        files = [directory / "model.safetensors"]
+    missing = [str(f.name) for f in files if not f.exists()]
+    check(not missing, "checkpoint", str(directory), f"missing safetensors file(s) {missing}; llmviz reads only "
+          "safetensors (no pickle). Convert .bin files with transformers' save_pretrained(safe_serialization=True)")
+    tensors: dict[str, torch.Tensor] = {}
+    for f in files:
+        tensors.update(load_file(f))
+    return tensors
+
+
+def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], names: dict[str, list[tuple[str, Transform]]],
+               dtype: torch.dtype = torch.float32) -> None:
+    """Copy HF ``tensors`` into ``model`` through ``names``; name every unexpected, missing or mis-shaped one."""
+    ours = model.state_dict()
+    unexpected = sorted(k for k in tensors if k not in names and not k.endswith(_IGNORED))
+    check(not unexpected, "checkpoint tensors", unexpected[:5], f"{len(unexpected)} tensor(s) have no place in "
+          f"llmviz's {type(model).__name__}")
+    filled: dict[str, torch.Tensor] = {}
+    for hf_name, targets in names.items():
+        if hf_name not in tensors:
+            continue
+        for our_name, transform in targets:
+            check(our_name in ours, "checkpoint tensor", hf_name, f"this config has no {our_name} (bias or norm "
+                  "switched off?)")
+            t = transform(tensors[hf_name])
+            check(t.shape == ours[our_name].shape, f"shape of {hf_name}", tuple(t.shape),
+                  f"{our_name} needs {tuple(ours[our_name].shape)}; config.json and the weights disagree")
+            filled[our_name] = t.to(dtype)
+    tied = getattr(model.cfg, "tie_word_embeddings", False)
+    missing = sorted(k for k in ours if k not in filled and not (tied and k == "lm_head.weight"))
+    check(not missing, "missing tensors", missing[:5], f"{len(missing)} parameter(s) of the model are not in "
+          "the checkpoint")
+    if tied and "lm_head.weight" in filled:  # a tied checkpoint may store the head; it must equal the embedding
+        check(torch.equal(filled["lm_head.weight"], filled["embed.weight"]), "lm_head.weight", "differs",
+              "tie_word_embeddings is true, so the head must equal the embedding")
+        del filled["lm_head.weight"]
+    model.load_state_dict(filled, strict=not tied)
+
+
+def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The llmviz model for an HF checkpoint directory, in eval mode (weights cast to ``dtype``).
+
+    Supported ``model_type``: gpt2, llama, qwen3. Reads single or sharded safetensors; never unpickles.
+    """
+    directory = Path(path)
+    check((directory / "config.json").exists(), "path", str(path), "must be a directory with config.json and "
+          "*.safetensors (as written by save_pretrained)")
+    hf_config = json.loads((directory / "config.json").read_text())
+    cfg = config_from_hf(hf_config)
+    model = build_model(cfg).to(dtype)
+    load_state(model, read_safetensors(directory), NAME_MAPS[cfg.arch](cfg), dtype)
+    return model.eval()

@@ -1,0 +1,124 @@
+"""Scaled dot-product attention with grouped key/value heads (Vaswani §3.2; Ainslie et al. 2023).
+
+One module covers multi-head (``n_kv = n_heads``), grouped-query (``1 < n_kv < n_heads``) and multi-query
+(``n_kv = 1``) attention. Query head ``h`` reads KV head ``h // (n_heads / n_kv)``: contiguous groups, as HF's
+``repeat_kv``. Optional: biases, QK-Norm (Qwen3, before RoPE), a custom scale, a sliding window of W keys
+(including the query itself), boolean or additive masks, and a KV cache for decoding.
+
+Masks: ``True`` / ``0.0`` = may attend. A query row with no allowed key outputs zeros instead of NaN.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .norm import RMSNorm
+from .position import apply_rope
+
+
+class KVCache:
+    """Keys and values one layer has seen so far, each [B, n_kv, T, head_dim]."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new tokens' keys and values; return all of them."""
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+
+def causal_mask(q_len: int, k_len: int, window: int | None = None, device: torch.device | None = None) -> torch.Tensor:
+    """Bool [q_len, k_len]: the last ``q_len`` of ``k_len`` positions attend to themselves and earlier keys,
+    at most ``window`` keys (including themselves) when a window is given."""
+    i = torch.arange(k_len - q_len, k_len, device=device)[:, None]  # absolute query positions
+    j = torch.arange(k_len, device=device)[None, :]
+    allowed = j <= i
+    if window is not None:
+        allowed &= j > i - window
+    return allowed
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """[B, n_kv, T, d] -> [B, n_kv·n_rep, T, d], each KV head repeated for its group (HF ``repeat_kv``)."""
+    return x.repeat_interleave(n_rep, dim=1)
+
+
+def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Bool (True = attend) or additive float mask -> additive float mask with a finite minimum (no NaN)."""
+    lowest = torch.finfo(dtype).min
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, lowest)
+    return mask.to(dtype).clamp(min=lowest)  # -inf -> lowest finite value
+
+
+class Attention(nn.Module):
+    """Multi-head attention with ``num_kv_heads`` key/value heads (HF ``LlamaAttention`` / ``Qwen3Attention``)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int | None = None, head_dim: int | None = None,
+                 bias: bool = False, qk_norm: bool = False, norm_eps: float = 1e-6, scale: float | None = None,
+                 sliding_window: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads or num_heads
+        self.head_dim = head_dim or hidden_size // num_heads
+        self.scale = scale if scale is not None else self.head_dim ** -0.5
+        self.sliding_window, self.dropout = sliding_window, dropout
+        self.q_proj = nn.Linear(hidden_size, num_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(hidden_size, self.num_kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(hidden_size, self.num_kv_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(num_heads * self.head_dim, hidden_size, bias=bias)
+        self.q_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None  # one weight shared by all heads
+        self.k_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
+        self.keep_weights = False  # set True to store the attention probabilities in .weights (viewers)
+        self.weights: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                mask: torch.Tensor | None = None, cache: KVCache | None = None, causal: bool = True,
+                rope_interleaved: bool = False) -> torch.Tensor:
+        """x [B, T, hidden] -> [B, T, hidden].
+
+        rope: ``(cos, sin)`` for the T new positions, or None; mask: bool or additive, broadcastable to
+        [B, heads, T, T_keys], combined with the causal / sliding-window structure when ``causal``.
+        """
+        q = rearrange(self.q_proj(x), "b t (h d) -> b h t d", d=self.head_dim)
+        k = rearrange(self.k_proj(x), "b t (h d) -> b h t d", d=self.head_dim)
+        v = rearrange(self.v_proj(x), "b t (h d) -> b h t d", d=self.head_dim)
+        if self.q_norm is not None:  # QK-Norm comes before RoPE (Qwen3)
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope, rope_interleaved), apply_rope(k, *rope, rope_interleaved)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        q_len, k_len = q.shape[2], k.shape[2]
+        gqa = self.num_kv_heads != self.num_heads
+        drop = self.dropout if self.training else 0.0
+        plain = self.sliding_window is None and (q_len == k_len or q_len == 1)  # SDPA's own causal flag suffices
+        if mask is None and not self.keep_weights and (plain or not causal):
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal and q_len > 1, scale=self.scale,
+                                                 enable_gqa=gqa, dropout_p=drop)
+        else:
+            lowest = torch.finfo(q.dtype).min
+            bias = torch.zeros((), dtype=q.dtype, device=x.device)
+            if causal:
+                bias = _additive(causal_mask(q_len, k_len, self.sliding_window, x.device), q.dtype)
+            if mask is not None:
+                bias = (bias + _additive(mask, q.dtype)).clamp(min=lowest)
+            empty = (bias <= lowest / 2).all(dim=-1, keepdim=True)  # query rows with no allowed key
+            if self.keep_weights:
+                n_rep = self.num_heads // self.num_kv_heads
+                scores = q @ repeat_kv(k, n_rep).transpose(-1, -2) * self.scale + bias
+                probs = torch.softmax(scores, dim=-1).masked_fill(empty, 0.0)
+                self.weights = probs.detach()  # [B, heads, T, T_keys]
+                out = probs @ repeat_kv(v, n_rep)
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale, enable_gqa=gqa,
+                                                     dropout_p=drop).masked_fill(empty, 0.0)
+        return self.o_proj(rearrange(out, "b h t d -> b t (h d)"))

@@ -1,0 +1,19 @@
+"""One file a family, each reading top-down like the paper's architecture figure."""
+from torch import nn
+
+from .._checks import check
+from ..configs import ModelConfig
+from .gpt import GPT2
+from .llama import Llama
+from .qwen3 import Qwen3
+
+MODELS: dict[str, type[nn.Module]] = {"gpt2": GPT2, "llama": Llama, "qwen3": Qwen3}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """A randomly initialised model for ``cfg`` (in train mode, like any new ``nn.Module``)."""
+    check(cfg.arch in MODELS, "cfg.arch", cfg.arch, f"build_model supports {sorted(MODELS)} so far")
+    return MODELS[cfg.arch](cfg)
+
+
+__all__ = ["GPT2", "Llama", "Qwen3", "MODELS", "build_model"]

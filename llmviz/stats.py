@@ -1,0 +1,143 @@
+"""Size arithmetic from a config alone: parameters (total / active), KV-cache bytes, FLOPs per token.
+
+The counts follow the module layout of the Hugging Face implementation of each architecture, so that
+``count_params(cfg).total`` equals ``sum(p.numel() for p in build_model(cfg).parameters())`` for every
+architecture llmviz builds (a test checks this), and the published totals of facts.md section 11 for the
+real models.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._checks import check, check_int
+from .configs import ModelConfig
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """``total``: every parameter stored; ``active``: used per token (MoE: only the routed top-k and shared
+    experts); ``embedding``: token (+ position) embedding tables, counted once when the head is tied."""
+
+    total: int
+    active: int
+    embedding: int
+
+    @property
+    def non_embedding(self) -> int:
+        return self.total - self.embedding
+
+
+def _norm(cfg: ModelConfig, dim: int) -> int:
+    return 2 * dim if cfg.norm == "layernorm" else dim
+
+
+def _attention(cfg: ModelConfig) -> int:
+    """q, k, v, o projections (+ biases, + QK-Norm weights); MLA for DeepSeek (V2 eq. 9-14)."""
+    h = cfg.hidden_size
+    if cfg.uses_mla:
+        nh, qk = cfg.num_heads, cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
+        q = (h * cfg.q_lora_rank + cfg.q_lora_rank + cfg.q_lora_rank * nh * qk) if cfg.q_lora_rank else h * nh * qk
+        kv = h * (cfg.kv_lora_rank + cfg.qk_rope_head_dim) + cfg.kv_lora_rank
+        kv += cfg.kv_lora_rank * nh * (cfg.qk_nope_head_dim + cfg.v_head_dim)
+        return q + kv + nh * cfg.v_head_dim * h
+    q_out, kv_out = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    n = h * q_out + 2 * h * kv_out + q_out * h
+    if cfg.attention_bias:
+        n += q_out + 2 * kv_out + h
+    if cfg.qk_norm:
+        n += 2 * cfg.head_dim
+    return n
+
+
+def _mlp(cfg: ModelConfig, inner: int) -> int:
+    h = cfg.hidden_size
+    if cfg.gated_mlp:  # SwiGLU: gate, up, down
+        return 3 * h * inner + (2 * inner + h if cfg.mlp_bias else 0)
+    return 2 * h * inner + (inner + h if cfg.mlp_bias else 0)
+
+
+def _ffn(cfg: ModelConfig, layer: int) -> tuple[int, int]:
+    """(total, active) parameters of the feed-forward part of one layer."""
+    if not cfg.is_moe_layer(layer):
+        n = _mlp(cfg, cfg.intermediate_size)
+        return n, n
+    expert = _mlp(cfg, cfg.moe_intermediate_size)
+    router = cfg.num_experts * cfg.hidden_size + (cfg.num_experts if cfg.arch == "deepseek" and
+                                                  cfg.scoring_func == "sigmoid" else 0)  # V3 correction bias
+    shared = cfg.num_shared_experts * expert
+    total = router + cfg.num_experts * expert + shared
+    active = router + cfg.num_experts_per_tok * expert + shared
+    return total, active
+
+
+def count_params(cfg: ModelConfig) -> ParamCount:
+    """Parameters of ``cfg``'s model (MTP modules and BERT's pre-training heads excluded).
+
+    >>> from llmviz.configs import get_config
+    >>> round(count_params(get_config("llama-3-8b")).total / 1e9, 2)
+    8.03
+    """
+    check(cfg.vocab_size is not None, "vocab_size", cfg.vocab_size,
+          f"{cfg.name}: the vocabulary size is not published, so embeddings cannot be counted; "
+          "use cfg.replace(vocab_size=...)")
+    h, v, L = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
+    emb = v * h
+    if cfg.position == "learned":
+        emb += cfg.max_position_embeddings * h
+    if cfg.arch == "bert":
+        emb += cfg.type_vocab_size * h
+    head = 0 if cfg.tie_word_embeddings else v * h
+    attn, norms = _attention(cfg), 2 * _norm(cfg, h)
+    if cfg.uses_mla:
+        norms += 0  # MLA's q_a / kv_a RMSNorms are counted inside _attention
+    total = active = emb + head
+    for i in range(L):
+        ffn_total, ffn_active = _ffn(cfg, i)
+        total += attn + norms + ffn_total
+        active += attn + norms + ffn_active
+    if cfg.arch == "transformer":  # decoder layers: self-attn, cross-attn, FFN and three LayerNorms each
+        dec = 2 * attn + _mlp(cfg, cfg.intermediate_size) + 3 * _norm(cfg, h)
+        total += L * dec
+        active += L * dec
+    extra = 0
+    if cfg.arch == "bert":
+        extra = _norm(cfg, h) + h * h + h  # embedding LayerNorm + pooler
+    elif cfg.pre_norm:
+        extra = _norm(cfg, h)  # final norm (ln_f / model.norm)
+    return ParamCount(total=total + extra, active=active + extra, embedding=emb)
+
+
+def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_elem: int = 2) -> int:
+    """Bytes of the decoder's self-attention cache for ``batch`` sequences of ``seq_len`` tokens.
+
+    K and V: ``2 · layers · n_kv_heads · head_dim`` elements per token (algorithms.md §3). MLA caches the
+    compressed latent and the shared RoPE key instead: ``layers · (kv_lora_rank + qk_rope_head_dim)``
+    (DeepSeek-V2 Table 1). A sliding window keeps at most ``sliding_window`` tokens per layer.
+    """
+    check_int(seq_len, "seq_len", minimum=0)
+    check_int(batch, "batch", minimum=1)
+    check_int(bytes_per_elem, "bytes_per_elem", minimum=1)
+    check(cfg.arch != "bert", "cfg.arch", cfg.arch, "BERT is an encoder: it reads the whole input at once and keeps "
+          "no KV cache")
+    tokens = seq_len if cfg.sliding_window is None else min(seq_len, cfg.sliding_window)
+    if cfg.uses_mla:
+        per_token = cfg.num_layers * (cfg.kv_lora_rank + cfg.qk_rope_head_dim)
+    else:
+        per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim
+    return per_token * tokens * batch * bytes_per_elem
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
+    """Forward-pass FLOPs for one token that attends to ``seq_len`` keys (Kaplan et al. 2020, Table 1).
+
+    ``2 ·`` (active parameters used in matrix products, including the LM head) for the projections, plus
+    ``2 · layers · seq_len · n_heads · (d_qk + d_v)`` for the attention scores and the weighted sum. Training
+    costs about three times this (forward + backward).
+    """
+    check_int(seq_len, "seq_len", minimum=0)
+    n = count_params(cfg)
+    matmul = n.active - n.embedding + cfg.vocab_size * cfg.hidden_size  # embeddings are look-ups; the head is not
+    d_qk = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim if cfg.uses_mla else cfg.head_dim
+    d_v = cfg.v_head_dim if cfg.uses_mla else cfg.head_dim
+    keys = seq_len if cfg.sliding_window is None else min(seq_len, cfg.sliding_window)
+    return 2 * matmul + 2 * cfg.num_layers * keys * cfg.num_heads * (d_qk + d_v)

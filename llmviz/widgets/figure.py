@@ -1,0 +1,75 @@
+"""The one widget pattern of the series (design.md §5): core controls + an Image fed with PNGs of one
+persistent matplotlib Figure.
+
+* The drawing is a pure function ``draw(fig, **values)`` of the control values: testable without a browser.
+* Updates travel as comm messages only (no Output widget), so notebooks pass nbval without tags.
+* The display bundle also carries the PNG, so GitHub, nbviewer and static sites show the figure.
+* Only core widgets: works with ipywidgets 7.7 (Colab) and 8, JupyterLab, VS Code and Voila.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Mapping
+
+import ipywidgets as widgets
+from matplotlib.figure import Figure
+
+IPYWIDGETS_7 = widgets.__version__.startswith("7.")
+
+
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+class FigureWidget(widgets.VBox):
+    """Controls above a picture that ``draw(fig, **values)`` redraws whenever a control's value changes.
+
+    >>> import ipywidgets as W
+    >>> def draw(fig, freq):
+    ...     fig.add_subplot().plot([i * freq for i in range(5)])
+    >>> w = FigureWidget(draw, {"freq": W.IntSlider(1, 1, 5)}, name="demo")
+    >>> w.controls["freq"].value = 3          # redraws: w.image.value holds the new PNG
+    """
+
+    def __init__(self, draw: Callable[..., None], controls: Mapping[str, widgets.ValueWidget], name: str = "figure",
+                 figsize: tuple[float, float] = (9.0, 4.0), dpi: int = 100, columns: int = 3) -> None:
+        self.draw, self.name, self.dpi = draw, name, dpi
+        self.controls = dict(controls)
+        self.fig = Figure(figsize=figsize, layout="constrained")
+        self.image = widgets.Image(format="png")
+        for control in self.controls.values():
+            control.observe(self.redraw, names="value")
+        items = list(self.controls.values())
+        rows = [widgets.HBox(items[i:i + columns]) for i in range(0, len(items), columns)]
+        super().__init__(rows + [self.image])
+        self.redraw()
+
+    @property
+    def values(self) -> dict:
+        """The current value of every control, by name."""
+        return {name: c.value for name, c in self.controls.items()}
+
+    def redraw(self, *_: object) -> None:
+        """Clear the figure, draw it for the current values, and send the PNG to the browser."""
+        self.fig.clear()
+        self.draw(self.fig, **self.values)
+        self.image.value = figure_png(self.fig, self.dpi)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.values.items())
+        return f"{self.name}({shown})"
+
+    def _repr_mimebundle_(self, **kwargs: object) -> dict:
+        """Widget view for live frontends, the PNG for static ones, a short text for nbval."""
+        return {"text/plain": repr(self)[:200], "image/png": base64.b64encode(self.image.value).decode(),
+                "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                             "model_id": self.model_id}}
+
+    if IPYWIDGETS_7:  # ipywidgets 7 (Colab) displays through _ipython_display_, not _repr_mimebundle_
+        def _ipython_display_(self, **kwargs: object) -> None:
+            from IPython.display import display
+            display(self._repr_mimebundle_(), raw=True)
