@@ -14,7 +14,7 @@ NB ?= notebooks/*.ipynb
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install "$(TORCH)" --extra-index-url $(TORCH_INDEX)
+	$(BIN)/python -m pip install --no-deps "$(TORCH)" --index-url $(TORCH_INDEX)  # CPU build; its deps come next
 	$(BIN)/python -m pip install -e ".[notebooks,test]"
 	touch $@
 

@@ -156,9 +156,19 @@ def normalize_rope_scaling(scaling: dict) -> dict:
     return out
 
 
+_BOOLS = ("pre_norm", "rope_interleaved", "gated_mlp", "attention_bias", "mlp_bias", "qk_norm", "tie_word_embeddings",
+          "norm_topk_prob")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def validate(cfg: ModelConfig) -> None:
     """Reject impossible configurations with a message that names the field, the value and the rule."""
     check(cfg.arch in ARCHS, "arch", cfg.arch, f"must be one of {ARCHS}")
+    for name in _BOOLS:
+        check(isinstance(getattr(cfg, name), bool), name, getattr(cfg, name), "must be True or False")
     for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"):
         check_int(getattr(cfg, name), name, minimum=1)
     if cfg.vocab_size is not None:
@@ -168,14 +178,14 @@ def validate(cfg: ModelConfig) -> None:
           f"num_heads={cfg.num_heads} must be divisible by num_kv_heads (each KV head serves a whole group)")
     check_int(cfg.head_dim, "head_dim", minimum=1)
     check(cfg.norm in ("rmsnorm", "layernorm"), "norm", cfg.norm, "must be 'rmsnorm' or 'layernorm'")
-    check(isinstance(cfg.norm_eps, (int, float)) and cfg.norm_eps > 0, "norm_eps", cfg.norm_eps, "must be > 0")
+    check(_is_number(cfg.norm_eps) and cfg.norm_eps > 0, "norm_eps", cfg.norm_eps, "must be > 0")
     check(cfg.position in ("rope", "learned", "sinusoidal"), "position", cfg.position,
           "must be 'rope', 'learned' or 'sinusoidal'")
     check(cfg.activation in ACTIVATIONS, "activation", cfg.activation, f"must be one of {ACTIVATIONS}")
-    check(isinstance(cfg.dropout, (int, float)) and 0.0 <= cfg.dropout < 1.0, "dropout", cfg.dropout,
+    check(_is_number(cfg.dropout) and 0.0 <= cfg.dropout < 1.0, "dropout", cfg.dropout,
           "must be in [0, 1)")
     if cfg.position == "rope":
-        check(isinstance(cfg.rope_theta, (int, float)) and cfg.rope_theta > 1, "rope_theta", cfg.rope_theta,
+        check(_is_number(cfg.rope_theta) and cfg.rope_theta > 1, "rope_theta", cfg.rope_theta,
               "the RoPE base must be > 1")
         check(cfg.rope_dim % 2 == 0, "head_dim" if not cfg.uses_mla else "qk_rope_head_dim", cfg.rope_dim,
               "RoPE rotates pairs of dimensions, so it must be even")
@@ -200,8 +210,9 @@ def validate(cfg: ModelConfig) -> None:
             check(isinstance(i, int) and 0 <= i < cfg.num_layers, "mlp_only_layers", cfg.mlp_only_layers,
                   f"layer indices must be in [0, {cfg.num_layers})")
     else:
-        check(cfg.num_experts == 0 and cfg.num_experts_per_tok == 0, "num_experts", cfg.num_experts,
-              "a dense model has num_experts=0 and num_experts_per_tok=0")
+        check(cfg.num_experts == 0, "num_experts", cfg.num_experts, "must be an integer >= 0")
+        check(cfg.num_experts_per_tok == 0, "num_experts_per_tok", cfg.num_experts_per_tok,
+              "a dense model (num_experts=0) routes to no experts; set num_experts too")
         check(cfg.arch not in ("qwen3_moe",), "num_experts", cfg.num_experts, "qwen3_moe needs num_experts >= 1")
     if cfg.uses_mla:
         for name in ("q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):

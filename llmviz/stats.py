@@ -16,7 +16,8 @@ from .configs import ModelConfig
 @dataclass(frozen=True)
 class ParamCount:
     """``total``: every parameter stored; ``active``: used per token (MoE: only the routed top-k and shared
-    experts); ``embedding``: token (+ position) embedding tables, counted once when the head is tied."""
+    experts); ``embedding``: the embedding tables (token, position, segment) plus an untied LM head, so that
+    ``non_embedding`` follows the model cards' convention (Qwen3-8B: 6.95B of 8.19B)."""
 
     total: int
     active: int
@@ -87,9 +88,8 @@ def count_params(cfg: ModelConfig) -> ParamCount:
     if cfg.arch == "bert":
         emb += cfg.type_vocab_size * h
     head = 0 if cfg.tie_word_embeddings else v * h
-    attn, norms = _attention(cfg), 2 * _norm(cfg, h)
-    if cfg.uses_mla:
-        norms += 0  # MLA's q_a / kv_a RMSNorms are counted inside _attention
+    emb_and_head = emb + head
+    attn, norms = _attention(cfg), 2 * _norm(cfg, h)  # MLA's inner q_a / kv_a norms are inside _attention
     total = active = emb + head
     for i in range(L):
         ffn_total, ffn_active = _ffn(cfg, i)
@@ -104,7 +104,7 @@ def count_params(cfg: ModelConfig) -> ParamCount:
         extra = _norm(cfg, h) + h * h + h  # embedding LayerNorm + pooler
     elif cfg.pre_norm:
         extra = _norm(cfg, h)  # final norm (ln_f / model.norm)
-    return ParamCount(total=total + extra, active=active + extra, embedding=emb)
+    return ParamCount(total=total + extra, active=active + extra, embedding=emb_and_head)
 
 
 def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_elem: int = 2) -> int:
@@ -136,7 +136,7 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
     """
     check_int(seq_len, "seq_len", minimum=0)
     n = count_params(cfg)
-    matmul = n.active - n.embedding + cfg.vocab_size * cfg.hidden_size  # embeddings are look-ups; the head is not
+    matmul = n.active - n.embedding + cfg.vocab_size * cfg.hidden_size  # look-ups cost nothing; the head is a matmul
     d_qk = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim if cfg.uses_mla else cfg.head_dim
     d_v = cfg.v_head_dim if cfg.uses_mla else cfg.head_dim
     keys = seq_len if cfg.sliding_window is None else min(seq_len, cfg.sliding_window)
