@@ -49,19 +49,24 @@ class DecoderLM(nn.Module):
         """input_ids LongTensor [B, T] -> logits [B, T, vocab].
 
         cache: from ``new_cache()``; the new tokens continue the cached ones (positions offset accordingly).
-        attention_mask: [B, T_cached + T] with 1 for real tokens and 0 for padding (HF convention).
+        attention_mask: [B, T_cached + T] with 1 for real tokens and 0 for padding (HF convention), or a bool
+        [B, T, T_cached + T] of allowed query-key pairs (e.g. ``llmviz.masks.document``), combined with causality.
         """
         check(input_ids.dim() == 2, "input_ids.shape", tuple(input_ids.shape), "must be [batch, seq_len]")
         start = len(cache[0]) if cache else 0
-        T = input_ids.shape[1]
+        B, T = input_ids.shape
         check(start + T <= self.cfg.max_position_embeddings or self.cfg.position == "rope", "seq_len", start + T,
               f"learned positions stop at max_position_embeddings={self.cfg.max_position_embeddings}")
         positions = torch.arange(start, start + T, device=input_ids.device)
         mask = None
         if attention_mask is not None:
-            check(attention_mask.shape == (input_ids.shape[0], start + T), "attention_mask.shape",
-                  tuple(attention_mask.shape), f"must be [batch, cached + new tokens] = {(input_ids.shape[0], start + T)}")
-            mask = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, T_keys]: hide padded keys
+            shapes = ((B, start + T), (B, T, start + T))
+            check(tuple(attention_mask.shape) in shapes, "attention_mask.shape", tuple(attention_mask.shape),
+                  f"must be {shapes[0]} (padding) or {shapes[1]} (allowed pairs)")
+            if attention_mask.dim() == 2:
+                mask = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, T_keys]: hide padded keys
+            else:
+                mask = attention_mask.bool()[:, None]  # [B, 1, T, T_keys]
         x, extra = self._block_inputs(positions, self.embed(input_ids))
         for i, block in enumerate(self.blocks):
             x = block(x, mask=mask, cache=cache[i] if cache else None, **extra)
