@@ -56,13 +56,13 @@ def _gpt2_config(c: dict) -> ModelConfig:
         attention_bias=True, mlp_bias=True, tie_word_embeddings=c.get("tie_word_embeddings", True))
 
 
-def _llama_config(c: dict) -> ModelConfig:
-    qwen3 = c["model_type"] == "qwen3"
+def _llama_fields(c: dict) -> dict:
+    qwen3 = c["model_type"] in ("qwen3", "qwen3_moe")
     check(not c.get("use_sliding_window", False), "use_sliding_window", True,
           "Qwen3's per-layer sliding window (max_window_layers) is not supported; the released models do not use it")
     theta, scaling = _rope(c)
     heads = c["num_attention_heads"]
-    return ModelConfig(
+    return dict(
         arch=c["model_type"], name=c.get("_name_or_path") or c["model_type"], family="Qwen3" if qwen3 else "Llama",
         hidden_size=c["hidden_size"], num_layers=c["num_hidden_layers"], num_heads=heads,
         num_kv_heads=c.get("num_key_value_heads") or heads, head_dim=c.get("head_dim") or c["hidden_size"] // heads,
@@ -73,8 +73,20 @@ def _llama_config(c: dict) -> ModelConfig:
         tie_word_embeddings=c.get("tie_word_embeddings", False))
 
 
+def _llama_config(c: dict) -> ModelConfig:
+    return ModelConfig(**_llama_fields(c))
+
+
+def _qwen3_moe_config(c: dict) -> ModelConfig:
+    return ModelConfig(**_llama_fields(c) | dict(
+        family="Qwen3 MoE", num_experts=c.get("num_experts") or c.get("num_local_experts"),
+        num_experts_per_tok=c["num_experts_per_tok"], moe_intermediate_size=c["moe_intermediate_size"],
+        norm_topk_prob=bool(c.get("norm_topk_prob", False)), decoder_sparse_step=c.get("decoder_sparse_step", 1),
+        mlp_only_layers=tuple(c.get("mlp_only_layers") or ())))
+
+
 CONFIG_READERS: dict[str, Callable[[dict], ModelConfig]] = {"gpt2": _gpt2_config, "llama": _llama_config,
-                                                            "qwen3": _llama_config}
+                                                            "qwen3": _llama_config, "qwen3_moe": _qwen3_moe_config}
 
 
 def config_from_hf(c: dict) -> ModelConfig:
@@ -127,7 +139,33 @@ def _llama_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
     return names
 
 
-NAME_MAPS = {"gpt2": _gpt2_names, "llama": _llama_names, "qwen3": _llama_names}
+def _qwen3_moe_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
+    """Qwen3 names plus, on MoE layers, the router (HF ``mlp.gate``) and the experts: hub checkpoints store one
+    tensor per expert; transformers 5 in memory fuses them (``gate_up_proj [E, 2I, H]``, gate first, and
+    ``down_proj [E, H, I]``). Both are read."""
+    names = _llama_names(cfg)
+    I = cfg.moe_intermediate_size
+
+    def pick(e: int, rows: slice | None = None) -> Transform:
+        return (lambda t: t[e]) if rows is None else (lambda t: t[e, rows])
+
+    for i in (i for i in range(cfg.num_layers) if cfg.is_moe_layer(i)):
+        hf, us = f"model.layers.{i}.mlp.", f"blocks.{i}.mlp."
+        for p in ("gate", "up", "down"):
+            names.pop(f"model.layers.{i}.mlp.{p}_proj.weight", None)
+        names[hf + "gate.weight"] = [(us + "router.weight", _SAME)]
+        for e in range(cfg.num_experts):
+            for p in ("gate", "up", "down"):
+                names[hf + f"experts.{e}.{p}_proj.weight"] = [(us + f"experts.{e}.{p}_proj.weight", _SAME)]
+        names[hf + "experts.gate_up_proj"] = [(us + f"experts.{e}.{p}_proj.weight", pick(e, rows))
+                                              for e in range(cfg.num_experts)
+                                              for p, rows in (("gate", slice(0, I)), ("up", slice(I, 2 * I)))]
+        names[hf + "experts.down_proj"] = [(us + f"experts.{e}.down_proj.weight", pick(e))
+                                           for e in range(cfg.num_experts)]
+    return names
+
+
+NAME_MAPS = {"gpt2": _gpt2_names, "llama": _llama_names, "qwen3": _llama_names, "qwen3_moe": _qwen3_moe_names}
 # buffers some exporters write that carry no weights: causal-mask tables and RoPE frequencies
 _IGNORED = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
 
@@ -181,7 +219,7 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], names: dict[s
 def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The llmviz model for an HF checkpoint directory, in eval mode (weights cast to ``dtype``).
 
-    Supported ``model_type``: gpt2, llama, qwen3. Reads single or sharded safetensors; never unpickles.
+    Supported ``model_type``: gpt2, llama, qwen3, qwen3_moe. Reads single or sharded safetensors; never unpickles.
     """
     directory = Path(path)
     check((directory / "config.json").exists(), "path", str(path), "must be a directory with config.json and "

@@ -6,8 +6,9 @@ from ..configs import ModelConfig
 from .gpt import GPT2
 from .llama import Llama
 from .qwen3 import Qwen3
+from .qwen3_moe import Qwen3Moe
 
-MODELS: dict[str, type[nn.Module]] = {"gpt2": GPT2, "llama": Llama, "qwen3": Qwen3}
+MODELS: dict[str, type[nn.Module]] = {"gpt2": GPT2, "llama": Llama, "qwen3": Qwen3, "qwen3_moe": Qwen3Moe}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -16,4 +17,4 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return MODELS[cfg.arch](cfg)
 
 
-__all__ = ["GPT2", "Llama", "Qwen3", "MODELS", "build_model"]
+__all__ = ["GPT2", "Llama", "Qwen3", "Qwen3Moe", "MODELS", "build_model"]

@@ -25,18 +25,18 @@ class LlamaBlock(nn.Module):
     """Pre-RMSNorm block. HF names: ``input_layernorm`` = attn_norm, ``post_attention_layernorm`` = mlp_norm
     (despite its name it normalises the MLP's input)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
         self.attn_norm = make_norm(cfg.norm, cfg.hidden_size, cfg.norm_eps)
         self.attn = Attention(cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, bias=cfg.attention_bias,
                               qk_norm=cfg.qk_norm, norm_eps=cfg.norm_eps, sliding_window=cfg.sliding_window,
                               dropout=cfg.dropout)
         self.mlp_norm = make_norm(cfg.norm, cfg.hidden_size, cfg.norm_eps)
-        self.mlp = self.make_ffn(cfg)
+        self.mlp = self.make_ffn(cfg, layer)
         self.rope_interleaved = cfg.rope_interleaved
 
     @staticmethod
-    def make_ffn(cfg: ModelConfig) -> nn.Module:
+    def make_ffn(cfg: ModelConfig, layer: int) -> nn.Module:
         return SwiGLU(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias, activation=cfg.activation)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None,
@@ -54,7 +54,7 @@ class Llama(DecoderLM):
         super().__init__(cfg)
         self.rope = RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling, cfg.max_position_embeddings,
                                     cfg.rope_interleaved)
-        self.blocks = nn.ModuleList(self.block(cfg) for _ in range(cfg.num_layers))
+        self.blocks = nn.ModuleList(self.block(cfg, i) for i in range(cfg.num_layers))
         self.init_weights()
 
     def _block_inputs(self, positions: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
