@@ -1,0 +1,497 @@
+"""RoPE explorer: how the base, the head size and context scaling shape rotary position embeddings.
+
+Four panels, one idea each (algorithms.md §2), shown together or one at a time (``panel``):
+
+(a) one dimension pair rotates with position (RoFormer eq. 13: ``R(mθ_i)``), computed by the package's own
+    ``RotaryEmbedding`` + ``apply_rope`` on a unit vector;
+(b) the wavelength ``λ_i = 2π/θ_i`` of every pair against the training context, before and after a
+    context-extension scaling (HF ``ROPE_INIT_FUNCTIONS``; algorithms.md §2.4-2.5);
+(c) the long-term decay bound ``(1/(d/2)) Σ_j |S_j|`` of RoFormer §3.4.3 (eq. 35-37, Fig. 2) for base 10k and 1M;
+(d) the rotate-half (HF Llama/Qwen) and interleaved (RoFormer, GPT-J, DeepSeek) layouts are one rotation up to
+    the permutation ``P = [0, 2, 4, ..., 1, 3, 5, ...]`` (algorithms.md §2.2), checked live.
+
+The pure helpers (``rope_wavelengths``, ``rope_decay_bound``, ``rope_bands``, ``layout_permutation``, ...) reuse
+``llmviz.layers.position``; nothing here re-derives the RoPE frequencies.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator
+
+from .._checks import check, check_int
+from ..configs import get_config
+from ..layers.position import RotaryEmbedding, apply_rope, rope_inv_freq
+from .figure import FigureWidget
+
+# --- presets, all read from the real configs -------------------------------------------------------------
+BASE_PRESETS: dict[str, float] = {
+    "10,000 (Llama 1/2)": get_config("llama-2-7b").rope_theta,
+    "500,000 (Llama 3)": get_config("llama-3-8b").rope_theta,
+    "1,000,000 (Qwen3)": get_config("qwen3-8b").rope_theta,
+}
+_LLAMA31_SCALING = get_config("llama-3.1-8b").rope_scaling  # factor 8, low 1, high 4, original 8192
+CUSTOM_BASE = 0.0  # value of the preset dropdown's "custom" entry: the slider decides
+HEAD_DIMS = (32, 64, 96, 128, 192, 256)
+SCALINGS: dict[str, str] = {  # dropdown label -> HF rope_type
+    "none": "default",
+    "linear (PI)": "linear",
+    "NTK (dynamic)": "dynamic",
+    "YaRN": "yarn",
+    "llama3 (Llama 3.1)": "llama3",
+}
+ORIGINAL_CONTEXTS = (  # trained context lengths L: 2,048 / 4,096 / 8,192 / 32,768
+    get_config("llama-1-7b").max_position_embeddings,
+    get_config("llama-2-7b").max_position_embeddings,  # also DeepSeek-V3's YaRN original length
+    get_config("llama-3-8b").max_position_embeddings,  # also Llama 3.1's llama3-scaling original length
+    get_config("qwen3-0.6b").context_length,  # Qwen3's native (pre-training) context; YaRN ×4 extends it
+)
+BASE_EXP_RANGE = (2.0, 7.0)  # log10 range of the base slider: 100 .. 10,000,000
+MAX_POSITION = 131_072
+MAX_FACTOR = 64
+N_TRAIL = 16  # positions m-15 .. m drawn in panel (a)
+DEFAULTS: dict[str, Any] = dict(base=10_000.0, head_dim=128, position=100, pair=8, scaling="default", factor=4,
+                                original_context=4096, panel="all")
+
+# Okabe-Ito colours (colour-blind safe)
+BLUE, ORANGE, VERMILION, BLACK, GREY = "#0072B2", "#E69F00", "#D55E00", "#000000", "#999999"
+FS, FS_BIG = 11, 16  # points (titles one more): readable on a projector; FS_BIG for a single panel
+
+
+# --- pure computation ------------------------------------------------------------------------------------
+
+def rope_scaling_dict(kind: str, factor: float = 1.0, original_context: int = 4096) -> dict | None:
+    """The HF ``rope_scaling`` dict for a scaling ``kind`` (``default`` -> ``None``).
+
+    ``llama3`` takes ``low_freq_factor`` / ``high_freq_factor`` from the Llama-3.1-8B preset; ``yarn`` keeps HF's
+    ``beta_fast=32``, ``beta_slow=1`` (algorithms.md §2.5). ``original_context`` is L, the trained length.
+    """
+    check(kind in SCALINGS.values(), "scaling", kind, f"must be one of {tuple(SCALINGS.values())}")
+    if kind == "default":
+        return None
+    check(isinstance(factor, (int, float)) and factor >= 1, "factor", factor, "the scaling factor must be >= 1")
+    out: dict[str, Any] = {"rope_type": kind, "factor": float(factor)}
+    if kind == "llama3":
+        out.update(low_freq_factor=_LLAMA31_SCALING["low_freq_factor"],
+                   high_freq_factor=_LLAMA31_SCALING["high_freq_factor"])
+    if kind in ("llama3", "yarn"):
+        out["original_max_position_embeddings"] = int(original_context)
+    return out
+
+
+def _inv_freq(dim: int, base: float, scaling: dict | None, max_position_embeddings: int | None,
+              seq_len: int | None) -> np.ndarray:
+    check(isinstance(dim, int) and dim >= 2 and dim % 2 == 0, "dim", dim,
+          "RoPE rotates pairs of dimensions, so dim must be an even integer >= 2")
+    check(isinstance(base, (int, float)) and base > 1, "base", base, "the RoPE base must be > 1")
+    if (scaling or {}).get("rope_type") == "dynamic":
+        check(max_position_embeddings is not None, "max_position_embeddings", max_position_embeddings,
+              "dynamic NTK scaling needs the original context length")
+    inv, _ = rope_inv_freq(dim, float(base), scaling, max_position_embeddings, seq_len)  # [dim/2] float32
+    return inv.double().numpy()
+
+
+def rope_wavelengths(dim: int, base: float, scaling: dict | None = None, max_position_embeddings: int | None = None,
+                     seq_len: int | None = None) -> np.ndarray:
+    """``λ_i = 2π/θ_i`` in tokens, one per pair i = 0..dim/2-1 (algorithms.md §2.4): [dim/2].
+
+    ``scaling`` is an HF ``rope_scaling`` dict (see :func:`rope_scaling_dict`); the frequencies come from
+    ``llmviz.layers.position.rope_inv_freq`` (= HF ``ROPE_INIT_FUNCTIONS``). ``dynamic`` needs
+    ``max_position_embeddings`` (L) and uses ``seq_len`` (T) as the current length.
+    """
+    return 2 * math.pi / _inv_freq(dim, base, scaling, max_position_embeddings, seq_len)
+
+
+def rope_bands(dim: int, base: float, scaling: dict | None = None, max_position_embeddings: int | None = None,
+               seq_len: int | None = None) -> np.ndarray:
+    """What a scaling does to each pair: ``"kept"`` (θ unchanged), ``"divided"`` (θ/factor) or ``"blended"``
+    (in between: the YaRN ramp, the llama3 smooth band, or NTK's new base): [dim/2] of str."""
+    ref = _inv_freq(dim, base, None, None, None)
+    new = _inv_freq(dim, base, scaling, max_position_embeddings, seq_len)
+    ratio = new / ref  # [dim/2]
+    factor = float((scaling or {}).get("factor") or 1.0)
+    bands = np.full(ratio.shape, "blended", dtype=object)
+    bands[np.isclose(ratio, 1.0 / factor, rtol=1e-5)] = "divided"
+    bands[np.isclose(ratio, 1.0, rtol=1e-5)] = "kept"  # wins when factor == 1
+    return bands
+
+
+def rope_band_counts(bands: np.ndarray) -> dict[str, int]:
+    """``{"kept": n, "blended": n, "divided": n}`` from :func:`rope_bands`."""
+    return {k: int((bands == k).sum()) for k in ("kept", "blended", "divided")}
+
+
+def rope_band_edges(bands: np.ndarray) -> tuple[int, int]:
+    """``(low, high)``: the last pair of the leading "kept" run and the first pair of the trailing "divided" run.
+
+    For YaRN these are HF's ``low`` / ``high`` correction indices (``find_correction_range`` with truncation):
+    the ramp is 0 up to ``low`` and 1 from ``high`` on. ``-1`` / ``dim/2`` when a run is empty.
+    """
+    n = len(bands)
+    low = -1
+    while low + 1 < n and bands[low + 1] == "kept":
+        low += 1
+    high = n
+    while high - 1 >= 0 and bands[high - 1] == "divided":
+        high -= 1
+    return low, high
+
+
+def rope_decay_bound(rel: Any, dim: int = 128, base: float = 10_000.0) -> np.ndarray:
+    """RoFormer §3.4.3 relative upper bound ``(1/(d/2)) Σ_{j=1}^{d/2} |S_j|``, ``S_j = Σ_{k<j} e^{i·r·θ_k}``,
+    for each relative distance r in ``rel``: [len(rel)]. Equals ``(d/2+1)/2`` at r = 0 (algorithms.md §2.3)."""
+    rel = np.atleast_1d(np.asarray(rel, dtype=np.float64))  # [R]
+    check(bool(np.all(rel >= 0)), "rel", rel.min(initial=0), "relative distances must be >= 0")
+    theta = _inv_freq(dim, base, None, None, None)  # [d/2]
+    s = np.cumsum(np.exp(1j * rel[:, None] * theta[None, :]), axis=1)  # [R, d/2]: S_1 .. S_{d/2}
+    return np.abs(s).mean(axis=1)
+
+
+def layout_permutation(dim: int) -> torch.Tensor:
+    """``P = [0, 2, 4, ..., d-2, 1, 3, ..., d-1]`` (de-interleave): ``interleaved(x)[P] == rotate_half(x[P])``
+    (algorithms.md §2.2; HF ``convert_llama_weights_to_hf.permute`` does this to W_q, W_k): LongTensor [dim]."""
+    check(isinstance(dim, int) and dim >= 2 and dim % 2 == 0, "dim", dim, "must be an even integer >= 2")
+    return torch.cat([torch.arange(0, dim, 2), torch.arange(1, dim, 2)])
+
+
+def _rotary(dim: int, base: float, scaling: dict | None, original_context: int, interleaved: bool) -> RotaryEmbedding:
+    return RotaryEmbedding(dim, float(base), scaling, max_position_embeddings=int(original_context),
+                           interleaved=interleaved)
+
+
+def layout_mismatch(dim: int, base: float, position: int, scaling: dict | None = None, original_context: int = 4096,
+                    seed: int = 0) -> float:
+    """``max |interleaved_rope(x)[P] − rotate_half_rope(x[P])|`` for a random x at ``position``: 0 or float32
+    round-off (~1e-7), since both compute the same products on permuted memory.
+
+    Both sides run the package's ``RotaryEmbedding`` + ``apply_rope`` (HF GPT-J ``rotate_every_two`` and HF
+    Llama ``rotate_half``)."""
+    perm = layout_permutation(dim)
+    x = torch.randn(1, dim, generator=torch.Generator().manual_seed(seed))  # [T=1, d]
+    pos = torch.tensor([int(position)])
+    cos_i, sin_i = _rotary(dim, base, scaling, original_context, True)(pos)  # [1, d] θ0 θ0 θ1 θ1 ...
+    cos_h, sin_h = _rotary(dim, base, scaling, original_context, False)(pos)  # [1, d] θ0 θ1 ... θ0 θ1 ...
+    inter = apply_rope(x, cos_i, sin_i, interleaved=True)  # [1, d]
+    half = apply_rope(x[:, perm], cos_h, sin_h, interleaved=False)  # [1, d]
+    return float((inter[:, perm] - half).abs().max())
+
+
+def rope_pair_trail(dim: int, base: float, pair: int, position: int, n: int = N_TRAIL, scaling: dict | None = None,
+                    original_context: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions [k], points [k, 2])``: where RoPE sends the unit vector of pair ``pair`` (rotate-half layout:
+    dims ``pair`` and ``pair + dim/2``) at positions ``max(0, position-n+1) .. position``.
+
+    The points are ``(cos mθ_i, sin mθ_i)`` times YaRN's attention factor (1 otherwise)."""
+    half = dim // 2
+    check_int(pair, "pair", minimum=0, maximum=half - 1)
+    check_int(position, "position", minimum=0)
+    pos = torch.arange(max(0, position - n + 1), position + 1)  # [k]
+    x = torch.zeros(len(pos), dim)
+    x[:, pair] = 1.0  # [k, d]: x_i = 1, x_{i+d/2} = 0
+    cos, sin = _rotary(dim, base, scaling, original_context, False)(pos)  # [k, d]
+    y = apply_rope(x, cos, sin)  # [k, d]
+    return pos.numpy(), y[:, [pair, pair + half]].double().numpy()
+
+
+@lru_cache(maxsize=64)
+def _decay_curve(dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
+    rel = np.unique(np.r_[0, np.round(np.geomspace(1, MAX_POSITION, 220))]).astype(np.int64)  # [R]
+    return rel, rope_decay_bound(rel, dim, base)
+
+
+def _preset_label(base: float) -> str | None:
+    for label, value in BASE_PRESETS.items():
+        if math.isclose(base, value, rel_tol=1e-6):
+            return label
+    return None
+
+
+def _scaling_label(kind: str) -> str:
+    return next(label for label, value in SCALINGS.items() if value == kind)
+
+
+# --- drawing ---------------------------------------------------------------------------------------------
+
+PANELS: dict[str, str] = {  # dropdown label -> panel key
+    "all four": "all",
+    "(a) one pair rotating": "a",
+    "(b) wavelengths": "b",
+    "(c) long-term decay": "c",
+    "(d) two layouts": "d",
+}
+
+
+def _tokens(v: float, _pos: Any = None) -> str:
+    """Plain-text tick labels for token counts (1k, 10k, 1M): faster than mathtext and easier to read."""
+    for div, unit in ((1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:g}{unit}"
+    return f"{v:g}"
+
+
+_TOKENS = FuncFormatter(_tokens)
+
+
+@dataclass(frozen=True)
+class _View:
+    """Everything a panel needs, derived once from the control values."""
+
+    base: float
+    dim: int
+    position: int
+    pair: int
+    kind: str  # HF rope_type
+    scale: dict | None  # HF rope_scaling dict, None for "default"
+    factor: float
+    L: int  # original (training) context
+    target: int  # factor * L when scaled, else L
+    fs: float  # font size of labels and ticks (points)
+
+    @property
+    def fs_title(self) -> float:
+        return self.fs + 1
+
+
+def _style(ax: Any, v: _View, grid: bool = True) -> None:
+    ax.tick_params(labelsize=v.fs)
+    ax.minorticks_off()  # fewer artists to render
+    if grid:
+        ax.grid(True, alpha=0.25)
+
+
+def draw_rope(fig: Figure, base: float, head_dim: int, position: int, pair: int, scaling: str = "default",
+              factor: float = 4, original_context: int = 4096, panel: str = "all",
+              base_preset: float | None = None) -> None:
+    """Draw the RoPE panels for these control values on ``fig`` (a pure function of the values).
+
+    ``scaling`` is an HF rope_type (``default``, ``linear``, ``dynamic``, ``yarn``, ``llama3``); ``panel`` is
+    ``"all"`` (2 × 2 grid) or one of ``"a"``-``"d"`` (one panel, larger fonts: one idea per projector slide).
+    ``base_preset`` is only the preset dropdown's state (the base slider decides) and is ignored here.
+    """
+    check(isinstance(head_dim, int) and head_dim >= 2 and head_dim % 2 == 0, "head_dim", head_dim,
+          "must be an even integer >= 2")
+    check_int(pair, "pair", minimum=0, maximum=head_dim // 2 - 1)
+    check(panel in PANELS.values(), "panel", panel, f"must be one of {tuple(PANELS.values())}")
+    L = int(original_context)
+    scale = rope_scaling_dict(scaling, factor, L)
+    view = _View(float(base), head_dim, int(position), pair, scaling, scale, factor, L,
+                 int(round(factor * L)) if scale else L, FS if panel == "all" else FS_BIG)
+    painters = {"a": _draw_pair, "b": _draw_wavelengths, "c": _draw_decay, "d": _draw_layouts}
+    if panel == "all":
+        grid = dict(left=0.075, right=0.985, bottom=0.075, top=0.925, wspace=0.3, hspace=0.42)
+        for ax, key in zip(fig.subplots(2, 2, gridspec_kw=grid).ravel(), "abcd"):
+            painters[key](ax, view)
+    else:
+        grid = dict(left=0.13 if panel == "d" else 0.1, right=0.97, bottom=0.1, top=0.88)
+        painters[panel](fig.subplots(1, 1, gridspec_kw=grid), view)
+
+
+def _draw_pair(ax: Any, v: _View) -> None:
+    """(a) RoFormer eq. 13: the pair (x_i, x_{i+d/2}) of a unit vector, rotated by R(mθ_i) for the last positions."""
+    pos, pts = rope_pair_trail(v.dim, v.base, v.pair, v.position, scaling=v.scale, original_context=v.L)  # [k], [k, 2]
+    t = np.linspace(0, 2 * np.pi, 121)
+    ax.plot(np.cos(t), np.sin(t), color=GREY, lw=1)
+    if v.scale is not None:  # the same pair without scaling, for comparison
+        _, ref = rope_pair_trail(v.dim, v.base, v.pair, v.position, n=1)
+        ax.plot([0, ref[-1, 0]], [0, ref[-1, 1]], color=BLACK, lw=1.5, ls="--", zorder=4, label="without scaling")
+    if len(pts) > 1:
+        ax.scatter(pts[:-1, 0], pts[:-1, 1], s=40, color=BLUE, alpha=np.linspace(0.15, 0.6, len(pts) - 1), lw=0,
+                   label=f"earlier positions {pos[0]:,}..{pos[-2]:,}")
+    x, y = pts[-1]
+    r = float(np.hypot(x, y))
+    ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="-|>", color=VERMILION, lw=2.5))
+    ax.plot([x], [y], "o", color=VERMILION, ms=8, label=f"position m = {v.position:,}")
+    if abs(r - 1) > 1e-4:
+        ax.text(0.02, 0.03, f"|v| = {r:.3f}: YaRN's attention factor", transform=ax.transAxes, fontsize=v.fs)
+    # circle on the right of the axes box, legend on the left; equal aspect without moving the box
+    lim = max(1.3, 1.15 * r)
+    box = ax.get_position()
+    fig_w, fig_h = ax.figure.get_size_inches()
+    width = 2 * lim * (box.width * fig_w) / (box.height * fig_h)  # data units that fill the box width
+    ax.set_xlim(lim - max(width, 2 * lim), lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xticks([-1, 0, 1])
+    ax.set_yticks([-1, 0, 1])
+    ax.set_xlabel(f"dim {v.pair}  (x_i)", fontsize=v.fs)
+    ax.set_ylabel(f"dim {v.pair + v.dim // 2}  (x_i+d/2)", fontsize=v.fs)
+    theta = float(_inv_freq(v.dim, v.base, v.scale, v.L, v.position + 1)[v.pair])  # dynamic: T = m+1, as HF
+    turns = v.position * theta / (2 * np.pi)
+    ax.set_title(f"(a) Pair i = {v.pair} turns θ_i = {theta:.3g} rad per token:\n"
+                 f"at position m = {v.position:,} it has turned {turns:,.3g} times", fontsize=v.fs_title)
+    ax.legend(fontsize=v.fs, loc="upper left", framealpha=0.8)
+    _style(ax, v)
+
+
+def _draw_wavelengths(ax: Any, v: _View) -> None:
+    """(b) algorithms.md §2.4-2.5: λ_i = 2π/θ_i against the context, before and after scaling."""
+    half = v.dim // 2
+    i = np.arange(half)
+    lam = rope_wavelengths(v.dim, v.base)  # [d/2]
+    n_long = int((lam > v.L).sum())
+    if n_long:
+        ax.axvspan(half - n_long - 0.5, half - 0.5, color=GREY, alpha=0.18, lw=0)
+    ax.axhline(v.L, color=BLACK, ls="--", lw=1.5, label=f"original context L = {v.L:,}")
+    line = ax.plot(i, lam, "o-", color=BLUE, ms=3.5, lw=1.5, label=f"base {v.base:,.0f}: {n_long} pairs have λ > L")
+    line[0].set_gid("wavelength_unscaled")
+    if v.scale is not None:
+        dyn = dict(max_position_embeddings=v.L, seq_len=v.target) if v.kind == "dynamic" else {}
+        lam_s = rope_wavelengths(v.dim, v.base, v.scale, **dyn)  # [d/2]
+        counts = rope_band_counts(rope_bands(v.dim, v.base, v.scale, **dyn))
+        n_long_s = int((lam_s > v.target).sum())
+        ax.axhline(v.target, color=GREY, ls=":", lw=2, label=f"target context {v.factor:g}·L = {v.target:,}")
+        label = (f"{_scaling_label(v.kind)} ×{v.factor:g}: {n_long_s} pairs have λ > {v.factor:g}·L\n"
+                 f"(kept {counts['kept']} · blended {counts['blended']} · ÷{v.factor:g} {counts['divided']})")
+        ax.plot(i, lam_s, "s-", color=ORANGE, ms=3, lw=1.5, label=label)[0].set_gid("wavelength_scaled")
+    ax.plot([v.pair], [lam[v.pair]], "o", color=VERMILION, ms=9, zorder=5)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10))
+    ax.yaxis.set_major_formatter(_TOKENS)
+    ax.set_xlim(-0.5, half - 0.5)
+    ax.set_xlabel(f"pair index i  (0 = fastest; pair {v.pair} in vermilion)", fontsize=v.fs)
+    ax.set_ylabel("wavelength λ_i  (tokens per turn)", fontsize=v.fs)
+    ax.set_title(f"(b) Wavelength λ_i = 2π/θ_i of each pair (head_dim {v.dim}):\n"
+                 f"{n_long} of {half} pairs never complete a turn within L (shaded)", fontsize=v.fs_title)
+    ax.legend(fontsize=v.fs, loc="lower right", framealpha=0.85)
+    _style(ax, v)
+
+
+def _draw_decay(ax: Any, v: _View) -> None:
+    """(c) RoFormer §3.4.3, eq. 37 / Fig. 2: the relative upper bound against the distance, base 10k vs 1M."""
+    refs = [(1e4, BLUE), (1e6, VERMILION)]
+    chosen_is_ref = any(math.isclose(v.base, b, rel_tol=1e-6) for b, _ in refs)
+    for b, colour in refs:
+        rel, bound = _decay_curve(v.dim, b)
+        me = math.isclose(v.base, b, rel_tol=1e-6)
+        ax.plot(rel, bound, color=colour, lw=3 if me else 1.8,
+                label=f"base {b:,.0f}" + ("  (chosen)" if me else ""))[0].set_gid(f"decay_{b:g}")
+    if not chosen_is_ref:
+        rel, bound = _decay_curve(v.dim, v.base)
+        ax.plot(rel, bound, color=BLACK, lw=2.5, ls="--", label=f"base {v.base:,.0f}  (chosen)")[0].set_gid(
+            "decay_chosen")
+    ax.axvline(v.L, color=GREY, ls=":", lw=1.5)
+    ax.text(v.L, 0.97, f" L = {v.L:,}", transform=ax.get_xaxis_transform(), fontsize=v.fs, va="top",
+            color="#555555")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.xaxis.set_major_locator(FixedLocator([0, 1, 10, 100, 1e3, 1e4, 1e5]))
+    ax.xaxis.set_major_formatter(_TOKENS)
+    ax.set_xlim(0, MAX_POSITION)
+    ax.set_ylim(0, (v.dim / 2 + 1) / 2 * 1.05)
+    ax.set_xlabel("relative distance m − n  (tokens)", fontsize=v.fs)
+    ax.set_ylabel("bound (1/(d/2)) Σ_j |S_j|", fontsize=v.fs)
+    ax.set_title("(c) Long-term decay (RoFormer §3.4.3): far tokens interact\n"
+                 "less, and a larger base decays more slowly", fontsize=v.fs_title)
+    ax.legend(fontsize=v.fs, loc="lower left", framealpha=0.8)
+    _style(ax, v)
+
+
+def _draw_layouts(ax: Any, v: _View) -> None:
+    """(d) algorithms.md §2.2: which dimensions pair up in each layout, and the live check of the permutation."""
+    dim, pair, half = v.dim, v.pair, v.dim // 2
+    perm = layout_permutation(dim).numpy()  # rotate-half slot j holds interleaved dim perm[j]
+    slot_of = np.argsort(perm)  # interleaved dim k sits at rotate-half slot slot_of[k]
+    k = np.arange(dim)
+    ext = dict(aspect="auto", cmap="cividis", vmin=0, vmax=half - 1, interpolation="nearest")
+    ax.imshow((k // 2)[None, :], extent=(-0.5, dim - 0.5, 2.0, 2.6), **ext)  # interleaved: pair of dim k = k // 2
+    ax.imshow((k % half)[None, :], extent=(-0.5, dim - 0.5, 0.0, 0.6), **ext)  # rotate-half: pair = k mod d/2
+    segs = np.stack([np.c_[k, np.full(dim, 2.0)], np.c_[slot_of, np.full(dim, 0.6)]], axis=1)  # [d, 2, 2]
+    ax.add_collection(LineCollection(segs, colors=GREY, linewidths=0.6, alpha=0.5))
+    mine = [2 * pair, 2 * pair + 1]
+    ax.add_collection(LineCollection(segs[mine], colors=VERMILION, linewidths=3))
+    for row_y, xs in ((2.3, mine), (0.3, [pair, pair + half])):
+        ax.plot(xs, [row_y, row_y], "s", ms=9, mfc="none", mec=VERMILION, mew=2.5)
+    err = layout_mismatch(dim, v.base, v.position, v.scale, v.L)
+    ax.set_xlim(-0.5, dim - 0.5)
+    ax.set_ylim(-0.05, 2.65)
+    ax.set_yticks([2.3, 0.3], ["interleaved\n(x₂ᵢ, x₂ᵢ₊₁)", "rotate-half\n(xᵢ, xᵢ₊d/₂)"])
+    ax.set_xlabel(f"slot in the head (colour = pair index; pair {pair} in vermilion)", fontsize=v.fs)
+    ax.set_title("(d) Two layouts, one rotation: P = [0, 2, 4, …, 1, 3, 5, …]\n"
+                 f"max |interleaved(x)[P] − rotate_half(x[P])| = {err:.1e}",
+                 fontsize=v.fs_title)
+    _style(ax, v, grid=False)
+
+
+# --- the widget ------------------------------------------------------------------------------------------
+
+def _check_initial(v: dict[str, Any]) -> None:
+    lo, hi = 10 ** BASE_EXP_RANGE[0], 10 ** BASE_EXP_RANGE[1]
+    check(isinstance(v["base"], (int, float)) and not isinstance(v["base"], bool) and lo <= v["base"] <= hi,
+          "base", v["base"], f"the RoPE base must be a number in [{lo:,.0f}, {hi:,.0f}]")
+    check(v["head_dim"] in HEAD_DIMS, "head_dim", v["head_dim"], f"must be one of {HEAD_DIMS}")
+    check_int(v["position"], "position", minimum=0, maximum=MAX_POSITION)
+    check_int(v["pair"], "pair", minimum=0, maximum=v["head_dim"] // 2 - 1)
+    kinds = {**{k: k for k in SCALINGS.values()}, **SCALINGS}
+    check(v["scaling"] in kinds, "scaling", v["scaling"], f"must be one of {tuple(SCALINGS.values())}")
+    v["scaling"] = kinds[v["scaling"]]
+    check_int(v["factor"], "factor", minimum=1, maximum=MAX_FACTOR)
+    check(v["original_context"] in ORIGINAL_CONTEXTS, "original_context", v["original_context"],
+          f"must be one of {ORIGINAL_CONTEXTS}")
+    check(v["panel"] in PANELS.values(), "panel", v["panel"], f"must be one of {tuple(PANELS.values())}")
+
+
+def rope_explorer(**initial: Any) -> FigureWidget:
+    """Interactive RoPE explorer (RoFormer §3.2-3.4, HF ``modeling_rope_utils``).
+
+    Keyword initial values: ``base`` (100 .. 1e7), ``head_dim`` (one of ``HEAD_DIMS``), ``position`` (0 ..
+    131,072), ``pair`` (0 .. head_dim/2 − 1), ``scaling`` (``default``, ``linear``, ``dynamic``, ``yarn``,
+    ``llama3``), ``factor`` (1 .. 64), ``original_context`` (one of ``ORIGINAL_CONTEXTS``) and ``panel``
+    (``"all"`` or one of ``"a"``-``"d"`` to show a single panel in large type).
+
+    >>> w = rope_explorer(base=1e6, head_dim=128)
+    >>> w.controls["scaling"].value = "yarn"     # redraws
+    """
+    unknown = sorted(set(initial) - set(DEFAULTS))
+    check(not unknown, unknown[0] if unknown else "", initial.get(unknown[0]) if unknown else None,
+          f"rope_explorer takes only {sorted(DEFAULTS)}")
+    v = {**DEFAULTS, **initial}
+    _check_initial(v)
+    style = {"description_width": "initial"}
+    preset_options = [(label, value) for label, value in BASE_PRESETS.items()] + [("custom (slider)", CUSTOM_BASE)]
+    label = _preset_label(v["base"])
+    base_preset = widgets.Dropdown(options=preset_options, value=BASE_PRESETS[label] if label else CUSTOM_BASE,
+                                   description="base preset", style=style)
+    base = widgets.FloatLogSlider(value=float(v["base"]), base=10, min=BASE_EXP_RANGE[0], max=BASE_EXP_RANGE[1],
+                                  step=0.05, description="base θ", readout_format=",.0f", style=style,
+                                  continuous_update=False)
+    head_dim = widgets.Dropdown(options=list(HEAD_DIMS), value=v["head_dim"], description="head_dim", style=style)
+    position = widgets.IntSlider(value=v["position"], min=0, max=MAX_POSITION, description="position m",
+                                 style=style, continuous_update=False)
+    pair = widgets.IntSlider(value=v["pair"], min=0, max=v["head_dim"] // 2 - 1, description="pair i", style=style,
+                             continuous_update=False)
+    scaling = widgets.Dropdown(options=list(SCALINGS.items()), value=v["scaling"], description="context scaling",
+                               style=style)
+    factor = widgets.IntSlider(value=v["factor"], min=1, max=MAX_FACTOR, description="factor s", style=style,
+                               continuous_update=False)
+    original = widgets.Dropdown(options=[(f"{n:,}", n) for n in ORIGINAL_CONTEXTS], value=v["original_context"],
+                                description="original context L", style=style)
+    panel = widgets.Dropdown(options=list(PANELS.items()), value=v["panel"], description="show", style=style)
+
+    # keep the controls consistent; these observers run before the widget's redraw (registered first)
+    def on_preset(change: dict) -> None:
+        if change["new"] != CUSTOM_BASE:
+            base.value = change["new"]  # redraws through the slider
+
+    def on_base(change: dict) -> None:
+        found = _preset_label(change["new"])
+        base_preset.value = BASE_PRESETS[found] if found else CUSTOM_BASE
+
+    def on_head_dim(change: dict) -> None:
+        pair.max = change["new"] // 2 - 1  # clamps pair.value
+
+    base_preset.observe(on_preset, names="value")
+    base.observe(on_base, names="value")
+    head_dim.observe(on_head_dim, names="value")
+    controls = dict(base_preset=base_preset, base=base, head_dim=head_dim,  # three rows of three
+                    pair=pair, position=position, panel=panel,
+                    scaling=scaling, factor=factor, original_context=original)
+    w = FigureWidget(draw_rope, controls, name="rope_explorer", figsize=(12.0, 8.6), dpi=72, columns=3, layout=None)
+    base_preset.unobserve(w.redraw, names="value")  # the preset only moves the slider, which redraws
+    return w
