@@ -77,8 +77,9 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(num_heads * self.head_dim, hidden_size, bias=bias)
         self.q_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None  # one weight shared by all heads
         self.k_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
-        self.keep_weights = False  # set True to store the attention probabilities in .weights (viewers)
-        self.weights: torch.Tensor | None = None
+        self.keep_weights = False  # set True to store .logits and .weights of the next forward (viewers)
+        self.logits: torch.Tensor | None = None  # [B, heads, T, T_keys] scaled scores q·k/sqrt(d), before masking
+        self.weights: torch.Tensor | None = None  # [B, heads, T, T_keys] attention probabilities
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 mask: torch.Tensor | None = None, cache: KVCache | None = None, causal: bool = True,
@@ -114,9 +115,9 @@ class Attention(nn.Module):
             empty = (bias <= lowest / 2).all(dim=-1, keepdim=True)  # query rows with no allowed key
             if self.keep_weights:
                 n_rep = self.num_heads // self.num_kv_heads
-                scores = q @ repeat_kv(k, n_rep).transpose(-1, -2) * self.scale + bias
-                probs = torch.softmax(scores, dim=-1).masked_fill(empty, 0.0)
-                self.weights = probs.detach()  # [B, heads, T, T_keys]
+                scores = q @ repeat_kv(k, n_rep).transpose(-1, -2) * self.scale
+                probs = torch.softmax(scores + bias, dim=-1).masked_fill(empty, 0.0)
+                self.logits, self.weights = scores.detach(), probs.detach()
                 out = probs @ repeat_kv(v, n_rep)
             else:
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale, enable_gqa=gqa,
