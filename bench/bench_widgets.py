@@ -104,7 +104,7 @@ def main() -> None:
         rows = bench(NAMES[short], w, args.moves, args.cold)
         if rows:
             worst.append((NAMES[short], *(max(r[i] for r in rows) for i in range(2, 6))))
-    print("\nworst control per explorer")
+    print("\nworst over each explorer's controls (the maximum of each column)")
     for row in worst:
         print(f"{row[0]:<44}" + "".join(f"{x:>9.0f}" for x in row[1:]))
 

@@ -147,6 +147,28 @@ def test_draw_rope_chosen_base_gets_its_own_decay_curve():
     np.testing.assert_allclose(curve.get_ydata(), rope_decay_bound(curve.get_xdata(), 64, 5e5))
 
 
+def test_draw_rope_on_a_used_figure_equals_a_fresh_one():
+    """draw_rope keeps each view's Axes on the figure and redraws only their contents: the picture must not
+    depend on what the figure showed before, and a figure cleared in between is drawn anew."""
+    from llmviz.widgets.figure import figure_png
+    start = dict(base=1e4, head_dim=128, position=100, pair=8)
+    target = dict(base=5e5, head_dim=64, position=300, pair=5, scaling="yarn", factor=8, original_context=8192)
+    for panel in PANELS.values():
+        used = Figure()
+        for before in (dict(panel="all", base=1e6, head_dim=256, pair=100, scaling="llama3"),
+                       dict(panel=panel, base=1e2, head_dim=32, position=0, pair=0),
+                       dict(panel="a" if panel == "c" else "c", scaling="dynamic", position=131072)):
+            draw_rope(used, **{**start, **before})
+        draw_rope(used, **target, panel=panel)
+        fresh = Figure()
+        draw_rope(fresh, **target, panel=panel)
+        assert len(used.axes) == len(fresh.axes) == (4 if panel == "all" else 1)
+        assert figure_png(used, dpi=40) == figure_png(fresh, dpi=40), panel
+    used.clear()
+    draw_rope(used, **target, panel="all")
+    assert figure_png(used, dpi=40) == figure_png(fresh, dpi=40)
+
+
 # --- RoPE: the widget ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -301,6 +323,25 @@ def test_draw_gqa_caps_the_diagram_at_64_heads():
     assert f"showing query heads 0–{MAX_DRAWN - 1} of 128" in text
     assert "(−98.24%)" in text  # MLA vs its own MHA: 1 − 576 / (2 · 128 · 128)
     assert "70,272 B/token" in text
+
+
+def test_draw_gqa_on_a_used_figure_equals_a_fresh_one():
+    """draw_gqa keeps its two Axes on the figure and replaces their contents: the picture must not depend on
+    what the figure showed before, and a figure cleared in between is drawn anew."""
+    from llmviz.widgets.figure import figure_png
+    used = Figure()
+    for values in (dict(model="deepseek-v3", heads=None, kv_heads=128, context=1_048_576, bytes_per_elem=4),
+                   dict(model=CUSTOM, heads=7, kv_heads=7), dict(model="llama-3-8b", heads=None, kv_heads=1)):
+        draw_gqa(used, **values)
+    target = dict(model="qwen3-8b", heads=None, kv_heads=2, context=32768, bytes_per_elem=1)
+    draw_gqa(used, **target)
+    fresh = Figure()
+    draw_gqa(fresh, **target)
+    assert len(used.axes) == len(fresh.axes) == 2
+    assert figure_png(used, dpi=40) == figure_png(fresh, dpi=40)
+    used.clear()
+    draw_gqa(used, **target)
+    assert figure_png(used, dpi=40) == figure_png(fresh, dpi=40)
 
 
 # --- GQA: the widget -------------------------------------------------------------------------------------

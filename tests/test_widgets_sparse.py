@@ -143,6 +143,24 @@ def test_mask_and_reach_panels_equal_masks_functions(values):
     assert np.array_equal(_is(reach_panel, S.BLUE), stack[0].numpy())       # dark = reachable by layer 1
 
 
+def test_a_used_figure_draws_the_same_png_as_a_fresh_one():
+    """draw_sparse keeps its Axes, image and texts on the figure and updates them: the picture must not depend
+    on what the figure showed before, and a figure cleared in between is drawn anew."""
+    used = Figure()
+    for values in (dict(pattern="gpt3", T=256, layers=8, first="local"), dict(pattern="document", T=32, layers=1),
+                   dict(pattern="bigbird", T=128, block=4, n_random=3, causal=True)):
+        draw_sparse(used, **{**DEFAULTS, **values})
+    target = {**DEFAULTS, "pattern": "longformer", "T": 64, "window": 6, "n_global": 2, "layers": 3}
+    draw_sparse(used, **target)
+    fresh = Figure()
+    draw_sparse(fresh, **target)
+    assert len(used.axes) == len(fresh.axes) == 1
+    assert figure_mod.figure_png(used, dpi=40) == figure_mod.figure_png(fresh, dpi=40)
+    used.clear()
+    draw_sparse(used, **target)
+    assert figure_mod.figure_png(used, dpi=40) == figure_mod.figure_png(fresh, dpi=40)
+
+
 def test_hops_statements():
     assert sparse_stats(pattern="strided", T=64, stride=8)["hops"] == 2
     s = sparse_stats(pattern="sliding", T=64, window=8)
@@ -330,6 +348,25 @@ def test_viewer_every_control_redraws(llama):
     maps = attention_maps(llama, torch.arange(10) + 20)
     np.testing.assert_allclose([p.get_height() for p in bars.patches], maps[1, 2, 3].numpy(), rtol=1e-6)
     assert "query 3 'on' reads" in _texts(w.fig)
+
+
+def test_draw_attention_on_a_used_figure_equals_a_fresh_one():
+    """draw_attention keeps each view's Axes on the figure and replaces their contents: the picture must not
+    depend on what the figure showed before."""
+    maps = torch.rand(2, 4, 6, 6, generator=torch.Generator().manual_seed(0)).tril()
+    tokens = ["a", "bb", "c", "dd", "e", "ff"]
+    for target in (dict(layer=1, head=2, query=3), dict(layer=-1, head=-1, query=2), dict(layer=0, head=-1, query=-1),
+                   dict(layer=-1, head=1, query=-1)):
+        used = Figure(figsize=(11.5, 6))
+        for before in (dict(layer=-1, head=-1, query=-1), dict(layer=0, head=1, query=5),
+                       dict(layer=-1, head=3, query=0), dict(layer=1, head=-1, query=4)):
+            draw_attention(used, maps, tokens, **before)
+        draw_attention(used, maps, tokens, **target)
+        fresh = Figure(figsize=(11.5, 6))
+        draw_attention(fresh, maps, tokens, **target)
+        assert len(used.axes) == len(fresh.axes)
+        assert any("softmax(QKᵀ/√d + causal mask)" in t.get_text() for t in used.texts)      # the suptitle
+        assert figure_mod.figure_png(used, dpi=40) == figure_mod.figure_png(fresh, dpi=40), target
 
 
 def test_viewer_rejects_bad_inputs(llama):

@@ -144,21 +144,70 @@ def format_bytes(n: int) -> str:
 
 # --- drawing ---------------------------------------------------------------------------------------------
 
+SIZE = (12.0, 5.4)  # inches; 864 x 389 px at DPI
+DPI = 72
+_STATE = "_llmviz_gqa"  # attribute of the figure that keeps its two Axes between redraws
+
+
+def _axes(fig: Figure) -> tuple[Any, Any]:
+    """The diagram and bar Axes, made once and kept on the figure (a fresh or cleared figure gets new ones):
+    a redraw replaces only their contents, which costs a fraction of building Axes."""
+    kept = fig.__dict__.get(_STATE)
+    if kept is not None and fig.axes == list(kept):
+        return kept
+    fig.clear()
+    fig.set_size_inches(SIZE)
+    ax_g = fig.add_axes((0.075, 0.14, 0.39, 0.69))  # [left, bottom, width, height] in figure fractions
+    ax_b = fig.add_axes((0.63, 0.14, 0.34, 0.69))
+    ax_g.set_ylim(-0.35, 1.3)
+    ax_g.set_yticks([1, 0], ["query\nheads", "KV heads\n(cached)"])
+    ax_g.set_xticks([])
+    for ax in (ax_g, ax_b):
+        ax.tick_params(labelsize=FS, length=0)
+        ax.minorticks_off()
+    for side in ("top", "right", "bottom", "left"):
+        ax_g.spines[side].set_visible(False)
+    for side in ("top", "right"):
+        ax_b.spines[side].set_visible(False)
+    ax_b.set_xticks([])  # each bar carries its size: no scale needed
+    ax_b.set_gid("kv_cache")
+    setattr(fig, _STATE, (ax_g, ax_b))
+    return ax_g, ax_b
+
+
+def _wipe(ax: Any) -> None:
+    """Remove what the previous redraw drew on ``ax`` (data and free texts); keep the Axes itself."""
+    for artist in (*ax.lines, *ax.collections, *ax.patches, *ax.texts):
+        artist.remove()
+
+
 def draw_gqa(fig: Figure, model: str, heads: int | None, kv_heads: int, context: int = 4096,
              bytes_per_elem: int = 2) -> None:
     """Draw the head-grouping diagram and the KV-cache bars for these control values (a pure function).
 
-    ``heads`` is used only when ``model == "custom"``; a preset brings its own head count.
+    ``heads`` is used only when ``model == "custom"``; a preset brings its own head count. The figure is set to
+    12 x 5.4 in; drawing again on it keeps its two Axes and replaces their contents (the same picture as on a
+    fresh figure, in less time).
     """
     cfg = gqa_config(model, heads, kv_heads)
     n_q = cfg.num_heads
     check(isinstance(kv_heads, int) and kv_heads >= 1 and n_q % kv_heads == 0, "kv_heads", kv_heads,
           f"must be a divisor of the {n_q} query heads: {divisors(n_q)}")
     rows = kv_cache_table(cfg, context, bytes_per_elem, kv_heads)
-    ax_g = fig.add_axes((0.075, 0.14, 0.39, 0.69))  # [left, bottom, width, height] in figure fractions
-    ax_b = fig.add_axes((0.63, 0.14, 0.34, 0.69))
+    ax_g, ax_b = _axes(fig)
+    _wipe(ax_g)
+    _wipe(ax_b)
     _draw_groups(ax_g, cfg, kv_heads)
     _draw_cache(ax_b, cfg, rows, kv_heads, context, bytes_per_elem)
+
+
+def _label_step(n: int, group: int = 1) -> int:
+    """Label every k-th item (a multiple of ``group``) so that at most 8 of ``n`` carry a number (each label
+    costs about a millisecond to render)."""
+    step = group
+    while n > 8 * step:
+        step *= 2
+    return step
 
 
 def _draw_groups(ax: Any, cfg: ModelConfig, n_kv: int) -> None:
@@ -167,46 +216,39 @@ def _draw_groups(ax: Any, cfg: ModelConfig, n_kv: int) -> None:
     n_rep = n_q // n_kv
     shown = min(n_q, MAX_DRAWN)
     h = np.arange(shown)  # query heads drawn
-    g = np.array([kv_head_of(int(i), n_q, n_kv) for i in h])  # [shown] KV head of each
+    g = h // n_rep  # [shown] KV head of each: kv_head_of(h, n_q, n_kv), vectorised
     groups = np.unique(g)
-    kv_x = np.array([h[g == k].mean() for k in groups])  # KV head under the middle of its group
-    colours = [PALETTE[k % len(PALETTE)] for k in g]
+    kv_x = h.reshape(len(groups), -1).mean(1) if shown % n_rep == 0 else np.array([h[g == k].mean() for k in groups])
+    palette = np.array(PALETTE)
+    colours = palette[g % len(PALETTE)]
     segs = np.stack([np.c_[h, np.ones(shown)], np.c_[kv_x[np.searchsorted(groups, g)], np.zeros(shown)]], axis=1)
     ax.add_collection(LineCollection(segs, colors=colours, linewidths=2 if shown <= 32 else 1.2))
     size = 260 if shown <= 16 else 110 if shown <= 32 else 40
     ax.scatter(h, np.ones(shown), s=size, marker="s", c=colours, edgecolors="black", linewidths=0.5, zorder=3)
-    ax.scatter(kv_x, np.zeros(len(groups)), s=size * 1.6, marker="o",
-               c=[PALETTE[k % len(PALETTE)] for k in groups], edgecolors="black", linewidths=0.8, zorder=3)
-    step = 1 if shown <= 16 else 4 if shown <= 32 else 8
-    for i in range(0, shown, step):
+    ax.scatter(kv_x, np.zeros(len(groups)), s=size * 1.6, marker="o", c=palette[groups % len(PALETTE)],
+               edgecolors="black", linewidths=0.8, zorder=3)
+    for i in range(0, shown, _label_step(shown, n_rep if n_rep <= shown // 2 else 1)):  # at group starts
         ax.text(i, 1.09, str(i), ha="center", va="bottom", fontsize=FS)
-    kv_step = 1 if len(groups) <= 16 else 4 if len(groups) <= 32 else 8
+    kv_step = _label_step(len(groups))
     for k, x in zip(groups[::kv_step], kv_x[::kv_step]):
         ax.text(x, -0.1, str(k), ha="center", va="top", fontsize=FS)
     ax.set_xlim(-1, max(shown, 2))
-    ax.set_ylim(-0.35, 1.3)
-    ax.set_yticks([1, 0], ["query\nheads", "KV heads\n(cached)"])
-    ax.tick_params(labelsize=FS, length=0)
-    ax.set_xticks([])
-    for side in ("top", "right", "bottom", "left"):
-        ax.spines[side].set_visible(False)
-    note = f"showing query heads 0–{shown - 1} of {n_q}" if shown < n_q else f"{n_q} query heads"
+    notes = [f"showing query heads 0–{shown - 1} of {n_q}"] if shown < n_q else []  # the title gives the count
     if cfg.uses_mla:
-        note += "\nMLA (its config) rebuilds each head's K, V from one cached latent"
+        notes.append("MLA (its config) rebuilds each head's K, V from one cached latent")
     elif n_kv != cfg.num_kv_heads:
-        note += f"\nwhat if? The config has {cfg.num_kv_heads} KV heads"
-    ax.set_xlabel(note, fontsize=FS)
+        notes.append(f"what if? The config has {cfg.num_kv_heads} KV heads")
+    ax.set_xlabel("\n".join(notes), fontsize=FS)
     name = "custom" if cfg.name == CUSTOM else cfg.name
     ax.set_title(f"{name}: {n_q} query heads share {n_kv} KV heads ({attention_kind(n_q, n_kv)})\n"
-                 f"groups of {n_rep}: query head h reads KV head h // {n_rep}", fontsize=FS + 1)
+                 f"groups of {n_rep}: query head h reads KV head h // {n_rep}", fontsize=FS + 1, y=1.0)
 
 
 def _draw_cache(ax: Any, cfg: ModelConfig, rows: list[KVRow], n_kv: int, context: int, bytes_per_elem: int) -> None:
     """Bars of KV-cache bytes at ``context`` tokens, from ``llmviz.stats.kv_cache_bytes``."""
     y = np.arange(len(rows))[::-1]  # MHA on top
     totals = np.array([r.bytes_total for r in rows], dtype=float)
-    unit_bytes, unit = next(((1024.0 ** p, u) for p, u in ((4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB"))
-                             if totals.max() >= 1024.0 ** p), (1.0, "B"))
+    unit_bytes = next((1024.0 ** p for p in (4, 3, 2, 1) if totals.max() >= 1024.0 ** p), 1.0)
     ax.barh(y, totals / unit_bytes, color=[KIND_COLOURS[r.kind] for r in rows], height=0.6,
             edgecolor=["black" if r.is_config else "none" for r in rows], linewidth=2)
     for yy, r in zip(y, rows):
@@ -214,18 +256,16 @@ def _draw_cache(ax: Any, cfg: ModelConfig, rows: list[KVRow], n_kv: int, context
         ax.text(r.bytes_total / unit_bytes, yy, "  " + text, va="center", fontsize=FS, gid=f"cache_{r.kind}")
     labels = [f"{r.label}{'  ★' if r.is_config else ''}\n{r.bytes_per_token:,} B/token" for r in rows]
     ax.set_yticks(y, labels)
+    ax.set_ylim(-0.5, len(rows) - 0.5)
     ax.set_xlim(0, max(totals.max() / unit_bytes, 1.0) * 1.55)
-    ax.tick_params(labelsize=FS)
-    ax.grid(True, axis="x", alpha=0.25)
     head_dim = cfg.v_head_dim if cfg.uses_mla else cfg.head_dim
-    ax.set_xlabel(f"{unit} (batch 1)   ★ = the model's config\nB/token = {cfg.num_layers} layers × 2 (K, V) × n_kv"
+    ax.set_xlabel(f"cache at batch 1   ★ = the model's config\nB/token = {cfg.num_layers} layers × 2 (K, V) × n_kv"
                   f" × {head_dim} × {bytes_per_elem} B", fontsize=FS)
     dtype = next(label for label, b in DTYPES if b == bytes_per_elem).split(" ")[0]
     ctx = next((label for label, n in CONTEXTS if n == context), f"{context:,}")
     saving = 1 - n_kv / cfg.num_heads
     ax.set_title(f"KV cache for {ctx} tokens in {dtype}\n"
-                 f"saving vs MHA: 1 − {n_kv}/{cfg.num_heads} = {format_percent(saving)}", fontsize=FS + 1)
-    ax.set_gid("kv_cache")
+                 f"saving vs MHA: 1 − {n_kv}/{cfg.num_heads} = {format_percent(saving)}", fontsize=FS + 1, y=1.0)
 
 
 # --- the widget ------------------------------------------------------------------------------------------
@@ -329,7 +369,7 @@ def gqa_explorer(**initial: Any) -> FigureWidget:
     heads.observe(on_heads, names="value")
     model.observe(on_model, names="value")
     controls = dict(model=model, heads=heads, kv_heads=kv_heads, context=context, bytes_per_elem=dtype)
-    w = _GQAFigureWidget(draw_gqa, controls, name="gqa_explorer", figsize=(12.0, 5.4), dpi=72, columns=3,
-                          layout=None)
+    w = _GQAFigureWidget(draw_gqa, controls, name="gqa_explorer", figsize=SIZE, dpi=DPI, columns=3, layout=None,
+                         keep=True)
     box["w"] = w
     return w

@@ -1,16 +1,21 @@
 """MoE router explorer: watch a real router collapse onto a few experts, and three ways to balance it.
 
 A small :class:`~llmviz.layers.moe.TopKRouter` (or, for DeepSeek-V3's method, a
-:class:`~llmviz.layers.moe.DeepSeekV3Router`) is trained for a few dozen SGD steps on synthetic tokens from
-four "domains"; the figure shows the expert load over the steps with MaxVio, the final load against a
-Switch-style expert capacity (dropped assignments), the HF-normalised balance loss (= k at perfect balance),
-and the final load per domain. Training is cached on the controls it depends on, so display-only controls
-(capacity factor, shared experts) skip it.
+:class:`~llmviz.layers.moe.DeepSeekV3Router`) is trained for 10-40 SGD steps on synthetic tokens from four
+"domains"; the figure shows the expert load over the steps (heatmap, MaxVio before → after), the final load per
+domain, and the final load against a Switch-style expert capacity (dropped assignments), with the HF-normalised
+balance loss (= k at perfect balance) and the per-micro-batch MaxVio as numbers.
+
+Latency (design.md §5: a redraw should take under 0.1 s): the offered ranges keep every training run under
+about 50 ms of CPU (at most 40 steps of at most 512 tokens, on one thread), training is cached on the controls
+it depends on (display-only controls such as the capacity factor and the shared experts skip it), and the
+figure keeps its Axes and artists between redraws, updating their data and texts.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 
 import ipywidgets as W
 import numpy as np
@@ -21,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .._checks import check, check_int
 from ..layers.moe import DeepSeekV3Router, TopKRouter, aux_free_bias_update, capacity_drops, max_violation
-from .figure import FigureWidget
+from .figure import FigureWidget, one_thread
 
 __all__ = ["RouterHistory", "train_router", "summary", "draw_moe", "moe_router_explorer", "METHODS"]
 
@@ -34,14 +39,14 @@ METHODS = {
 }
 EXPERTS = (4, 8, 16, 32, 64)
 TOP_K = (1, 2, 3, 4, 6, 8)
-TOKENS = (64, 128, 256, 512, 1024)
+TOKENS = (64, 128, 256, 512)
 COEFS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 GAMMAS = (0.001, 0.003, 0.01, 0.03, 0.1)
-STEPS = (10, 25, 50, 100, 200)
+STEPS = (10, 20, 30, 40)   # with LR below; the largest offered run trains in ~50 ms of CPU
 CAPACITY_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 MICRO_BATCHES = 4      # the global batch is 4 micro-batches, each from one "domain" (cluster of tokens)
 HIDDEN = 16
-LR = 0.5          # SGD learning rate
+LR = 1.25         # SGD learning rate (large: few steps, each clipped to a gradient norm of CLIP)
 TASK_WEIGHT = 0.1
 CLIP = 1.0
 COMMON_NORM, CENTRE_NORM, NOISE, INIT_STD = 2.0, 2.5, 0.5, 0.3
@@ -114,17 +119,23 @@ def _global_batch_aux(probs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
     return e * (f_global * probs.view(m, -1, e).mean(1)).sum(-1).mean()
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _train_cached(num_experts: int, top_k: int, tokens: int, skew: float, method: str, strength: float,
                   steps: int, seed: int) -> RouterHistory:
+    with one_thread():
+        return _train(num_experts, top_k, tokens, skew, method, strength, steps, seed)
+
+
+def _train(num_experts: int, top_k: int, tokens: int, skew: float, method: str, strength: float, steps: int,
+           seed: int) -> RouterHistory:
     gen = torch.Generator().manual_seed(seed)
     e, k, m, rows = num_experts, top_k, MICRO_BATCHES, steps + 1
     xs, common = _data(gen, rows, tokens)
     sigmoid = method == "aux_free"
     router = DeepSeekV3Router(HIDDEN, e, k, norm_topk_prob=False) if sigmoid else TopKRouter(HIDDEN, e, k)
+    weight = router.weight
     with torch.no_grad():
-        router.weight.copy_(_initial_weight(gen, e, common, skew))
-    opt = torch.optim.SGD(router.parameters(), lr=LR)
+        weight.copy_(_initial_weight(gen, e, common, skew))
     micro_id = torch.arange(tokens).div(tokens // m, rounding_mode="floor")[:, None] * e   # [N, 1] offsets
     counts_hist, aux_hist, task_hist = [], [], []
     indices = None
@@ -139,8 +150,8 @@ def _train_cached(num_experts: int, top_k: int, tokens: int, skew: float, method
             probs = logits.softmax(-1)                                            # [N, E]
         with torch.no_grad():   # c per micro-batch [M, E]; f = c / rows (HF normalisation, Σ f = k)
             counts = torch.bincount((indices + micro_id).reshape(-1), minlength=m * e).view(m, e).float()
-        # whole-batch diagnostic; = load_balancing_loss((logits,), e, k) for the softmax router
-        aux_hist.append(_global_batch_aux(probs.detach(), counts.sum(0, keepdim=True)))
+            # whole-batch diagnostic; = load_balancing_loss((logits,), e, k) for the softmax router
+            aux_hist.append(_global_batch_aux(probs, counts.sum(0, keepdim=True)))
         counts_hist.append(counts)
         task_hist.append(task_loss.detach())
         if t == steps:
@@ -151,13 +162,12 @@ def _train_cached(num_experts: int, top_k: int, tokens: int, skew: float, method
             loss = TASK_WEIGHT * task_loss + strength * _global_batch_aux(probs, counts)
         else:
             loss = TASK_WEIGHT * task_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(router.weight, CLIP)
-        opt.step()
-        if sigmoid:
-            router.e_score_correction_bias.copy_(
-                aux_free_bias_update(router.e_score_correction_bias, counts.sum(0), strength))
+        (grad,) = torch.autograd.grad(loss, weight)
+        with torch.no_grad():   # SGD with the gradient norm clipped at CLIP (= clip_grad_norm_ + optim.SGD)
+            weight.sub_(grad * (LR * torch.clamp(CLIP / (grad.norm() + 1e-6), max=1.0)))
+            if sigmoid:
+                router.e_score_correction_bias.copy_(
+                    aux_free_bias_update(router.e_score_correction_bias, counts.sum(0), strength))
     micro_load = torch.stack(counts_hist)                                         # [rows, M, E]
     load = micro_load.sum(1)                                                      # [rows, E]
     arrays = dict(load=load.numpy(), micro_load=micro_load.numpy(), aux_loss=torch.stack(aux_hist).numpy(),
@@ -170,20 +180,20 @@ def _train_cached(num_experts: int, top_k: int, tokens: int, skew: float, method
 
 
 def train_router(num_experts: int = 8, top_k: int = 2, tokens: int = 256, skew: float = 1.5, method: str = "aux",
-                 coef: float = 0.1, gamma: float = 0.01, steps: int = 50, seed: int = 0) -> RouterHistory:
+                 coef: float = 0.1, gamma: float = 0.03, steps: int = 20, seed: int = 0) -> RouterHistory:
     """Train a small real router on clustered synthetic tokens and record its load balance at every step.
 
     Data: hidden size 16; every step draws a fresh global batch of ``tokens`` tokens made of 4 micro-batches,
     each from one "domain" (tokens around one cluster centre, plus a component common to all tokens). The
     initial router favours the low-numbered experts, more so as ``skew`` grows.
 
-    Objective (SGD, lr 0.5, gradient norm clipped at 1): ``0.1 ×`` a *task loss* that rewards the router for
-    being confident in the experts it picks, ``-log Σ_{chosen} p`` (sigmoid router, built with
-    ``norm_topk_prob=False`` so the gates are the raw scores: ``-mean log s_chosen``). There are no experts
-    here, so this loss stands in for the real signal's rich-get-richer effect (chosen experts get trained,
-    so routing to them pays off more): with ``method="none"`` an initial skew persists and even an unskewed
-    router collapses. A balance loss alone would have no such pull to fight, and nothing to trade off
-    against. Balancing adds:
+    Objective (SGD, lr 1.25, gradient norm clipped at 1: few large steps keep a run fast): ``0.1 ×`` a *task
+    loss* that rewards the router for being confident in the experts it picks, ``-log Σ_{chosen} p`` (sigmoid
+    router, built with ``norm_topk_prob=False`` so the gates are the raw scores: ``-mean log s_chosen``). There
+    are no experts here, so this loss stands in for the real signal's rich-get-richer effect (chosen experts
+    get trained, so routing to them pays off more): with ``method="none"`` an initial skew persists and even
+    an unskewed router collapses. A balance loss alone would have no such pull to fight, and nothing to trade
+    off against. Balancing adds:
 
     * ``"aux"``: ``coef`` × the HF/Switch loss ``E Σ f P`` computed per micro-batch and averaged;
     * ``"global"``: ``coef`` × the global-batch loss of Qwen3 (f over the whole batch, P per micro-batch),
@@ -192,8 +202,10 @@ def train_router(num_experts: int = 8, top_k: int = 2, tokens: int = 256, skew: 
       by ``gamma`` per step towards balance (no gradient, no extra loss).
 
     α is relative to this toy task loss (its weight 0.1), not to an LM loss: HF's default 0.001 is too weak
-    here, Switch's 0.01 starts to help, 0.1 balances. Results are cached on the training-relevant arguments
-    (``coef`` only matters for aux/global, ``gamma`` only for aux_free), so calling again is free.
+    here, Switch's 0.01 starts to help, 0.1 balances. Likewise γ is large (0.03 against DeepSeek-V3's 0.001)
+    because there are only a few dozen steps. Training runs on one torch thread, ~1 ms a step at most for the
+    explorer's ranges. Results are cached on the training-relevant arguments (``coef`` only matters for
+    aux/global, ``gamma`` only for aux_free), so calling again is free.
     """
     check(method in METHODS, "method", method, f"must be one of {tuple(METHODS)}")
     check_int(num_experts, "num_experts", minimum=2, maximum=256)
@@ -215,10 +227,10 @@ def train_router(num_experts: int = 8, top_k: int = 2, tokens: int = 256, skew: 
 
 
 _TITLES = {
-    "none": "No balancing: routing collapses onto a few experts (the rich get richer)",
-    "aux": "Switch / HF auxiliary loss balances every micro-batch, so every domain spreads out",
-    "global": "Qwen3 global-batch loss balances the whole batch and lets domains specialise",
-    "aux_free": "DeepSeek-V3: a selection-only bias balances the load without any auxiliary loss",
+    "none": "No balancing: routing collapses onto a few experts",
+    "aux": "Switch / HF aux loss: every micro-batch spreads out",
+    "global": "Qwen3 global-batch loss: the batch balances, domains specialise",
+    "aux_free": "DeepSeek-V3 bias: balanced without an auxiliary loss",
 }
 _NOTES = {
     "none": "Training only rewards confident routing; nothing pushes back.",
@@ -240,90 +252,123 @@ def summary(h: RouterHistory, capacity_factor: float, shared_experts: int) -> di
             "active_experts": active, "total_experts": total, "active_fraction": active / total}
 
 
-def _style(ax, title: str, xlabel: str, ylabel: str, nbins: int = 4) -> None:
-    ax.set_title(title, fontsize=13, y=1.02)  # a fixed y skips the automatic title placement
-    ax.set_xlabel(xlabel, fontsize=12)
-    ax.set_ylabel(ylabel, fontsize=12)
-    ax.tick_params(labelsize=11)
-    ax.yaxis.set_major_locator(MaxNLocator(nbins))
-    ax.xaxis.set_major_locator(MaxNLocator(nbins, integer=True))
+SIZE = (12.0, 5.6)   # inches; 864 x 403 px at DPI
+DPI = 72
+_STATE = "_llmviz_moe"  # attribute of the figure that keeps its artists between redraws
+_FS = 12  # points (titles too; the figure title 15): readable on a projector at 72 dpi
 
 
-def _load_map(ax, rel: np.ndarray, extent: tuple, vmax: float) -> None:
-    """load / balanced load as colours: white = balanced, orange = overloaded, purple = underloaded (PuOr is
-    colour-blind safe)."""
-    ax.imshow(rel, aspect="auto", origin="lower", cmap="PuOr_r", interpolation="nearest", extent=extent,
-              norm=TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=vmax))
+def _build(fig: Figure) -> SimpleNamespace:
+    """Axes and artists of the figure, made once; :func:`draw_moe` then only changes their data and texts.
+
+    Three Axes share the expert axis (rows): the load over the steps (heatmap), the final load per domain
+    (heatmap) and the final load against the capacity (horizontal histogram, the dropped part hatched)."""
+    fig.clear()
+    fig.set_size_inches(SIZE)
+    a = SimpleNamespace()
+    a.title = fig.text(0.5, 0.975, "", ha="center", va="top", fontsize=15, fontweight="bold")
+    a.note = fig.text(0.5, 0.9, "", ha="center", va="top", fontsize=_FS)
+    a.footer = fig.text(0.5, 0.02, "", ha="center", va="bottom", fontsize=_FS, linespacing=1.4)
+    # axis labels as figure texts: fixed places, no label placement from the tick labels at every draw
+    fig.text(0.2425, 0.165, "training step", ha="center", va="top", fontsize=_FS)
+    fig.text(0.045, 0.48, "expert", ha="right", va="center", rotation=90, fontsize=_FS)
+    fig.text(0.7925, 0.165, "token assignments", ha="center", va="top", fontsize=_FS)
+    a.heat = fig.add_axes((0.055, 0.215, 0.375, 0.53))
+    a.dom = fig.add_axes((0.47, 0.215, 0.08, 0.53))
+    a.bar = fig.add_axes((0.61, 0.215, 0.365, 0.53))
+    norm = TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=2.0)
+    img = dict(aspect="auto", origin="lower", cmap="PuOr_r", interpolation="nearest", norm=norm)
+    a.heat_img = a.heat.imshow(np.ones((2, 2)), **img)
+    a.dom_img = a.dom.imshow(np.ones((2, 2)), **img)
+    a.kept = a.bar.stairs([0, 0], [0, 1, 2], orientation="horizontal", fill=True, color=BLUE)  # processed
+    a.dropped = a.bar.stairs([0, 0], [0, 1, 2], baseline=[0, 0], orientation="horizontal", fill=True,
+                             facecolor=VERMILION, edgecolor="white", hatch="//", lw=0)  # over capacity
+    a.balanced = a.bar.axvline(1, color=BLACK, ls="--", lw=1.5)
+    a.capacity = a.bar.axvline(1, color=ORANGE, lw=2.5)
+    for ax in (a.heat, a.dom, a.bar):
+        ax.tick_params(labelsize=11)
+        ax.minorticks_off()
+    a.dom.tick_params(labelleft=False, bottom=False, labelbottom=False)
+    a.dom.set_xticks([])
+    a.bar.tick_params(labelleft=False)
+    a.bar.xaxis.set_major_locator(MaxNLocator(3, integer=True))
+    a.dom.set_title("final,\nper domain", fontsize=_FS, y=1.0)
+    a.axes = list(fig.axes)
+    return a
+
+
+def _artists(fig: Figure) -> SimpleNamespace:
+    """The figure's artists from the last redraw, or new ones (a fresh figure, or one cleared since)."""
+    a = fig.__dict__.get(_STATE)
+    if a is None or fig.axes != a.axes:
+        a = _build(fig)
+        setattr(fig, _STATE, a)
+    return a
 
 
 def draw_moe(fig: Figure, experts: int = 8, top_k: int = 2, tokens: int = 256, skew: float = 1.5,
              shared_experts: int = 0, capacity_factor: float = 1.25, method: str = "aux", coef: float = 0.1,
-             gamma: float = 0.01, steps: int = 50, seed: int = 0) -> None:
+             gamma: float = 0.03, steps: int = 20, seed: int = 0) -> None:
     """Draw the explorer's figure on ``fig`` for these control values (trains via the cache, then draws).
 
-    Panels: the load of every expert over the steps (heatmap, with MaxVio before → after), the final load
-    against the expert capacity (the dropped part hatched), the HF-normalised balance loss (= k at perfect
-    balance), and the final load per domain (micro-batch). Kept to four axes and no layout engine because
-    every text label costs about a millisecond or two to render.
+    Three panels share the expert axis: the load of every expert over the steps (heatmap; MaxVio before →
+    after), the final load per domain (micro-batch), and the final load against the expert capacity (the
+    dropped part hatched). The HF-normalised balance loss (= k at perfect balance) and the MaxVio within a
+    micro-batch are numbers below. Built for speed (each text costs ~0.1 ms a glyph to render): no layout
+    engine, few ticks, and the Axes and artists stay on the figure between redraws (only their data and texts
+    change), so the same figure redraws in a fraction of the time of a fresh one, with the same picture.
     """
     check_int(shared_experts, "shared_experts", minimum=0, maximum=16)
     h = train_router(experts, top_k, tokens, skew, method, coef, gamma, steps, seed)
     s = summary(h, capacity_factor, shared_experts)
     e, k = experts, top_k
-    grid = fig.add_gridspec(2, 2, left=0.065, right=0.985, top=0.815, bottom=0.075, wspace=0.2, hspace=0.52)
-    ax_heat, ax_bar = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-    ax_aux, ax_dom = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
+    a = _artists(fig)
     extra = {"aux": f"  (α = {coef:g})", "global": f"  (α = {coef:g})", "aux_free": f"  (γ = {gamma:g})"}
-    fig.suptitle(_TITLES[method] + extra.get(method, ""), fontsize=16, fontweight="bold", y=0.985)
-    fig.text(0.5, 0.92, f"{_NOTES[method]}     Each token uses {k} routed + {shared_experts} shared = "
-                         f"{s['active_experts']} of {s['total_experts']} experts "
-                         f"({100 * s['active_fraction']:.0f}% of expert parameters).",
-             ha="center", va="center", fontsize=12)
+    a.title.set_text(_TITLES[method] + extra.get(method, ""))
+    a.note.set_text(_NOTES[method])
+    optimised = "" if method in ("aux", "global") else " (measured, not optimised)"
+    a.footer.set_text(f"Balance loss E·Σ f·P{optimised}: {s['aux_before']:.2f} → {s['aux_after']:.2f} "
+                      f"(k = {k} = perfect balance).  MaxVio within a micro-batch {s['micro_max_vio_after']:.2f}.\n"
+                      f"Each token uses {k} routed + {shared_experts} shared = {s['active_experts']} of "
+                      f"{s['total_experts']} experts ({100 * s['active_fraction']:.0f}% of expert parameters).")
     balanced = h.tokens * k / e
     rel = h.load / balanced                                             # [steps+1, E]
     rel_dom = h.micro_load[-1] / (balanced / MICRO_BATCHES)             # [M, E]
     vmax = max(2.0, float(rel.max()), float(rel_dom.max()))
+    rows = (-0.5, e - 0.5)
+    expert_ticks = [0, e - 1]
 
-    # 1. load over training: steps x experts
-    _load_map(ax_heat, rel, (-0.5, e - 0.5, -0.5, steps + 0.5), vmax)
-    _style(ax_heat, f"Expert load over training: MaxVio {s['max_vio_before']:.2f} → {s['max_vio_after']:.2f}\n"
-                    "white = balanced, orange = overloaded, purple = starved", "expert", "training step")
+    # 1. load over training: experts (rows) x steps, white = balanced
+    a.heat_img.set_data(rel.T)
+    a.heat_img.set_extent((-0.5, steps + 0.5, *rows))
+    a.heat_img.norm.vmax = vmax                                         # shared by both heatmaps
+    a.heat.set_xlim(-0.5, steps + 0.5)
+    a.heat.set_xticks([0, steps])
+    a.heat.set_title(f"Load over training: MaxVio {s['max_vio_before']:.2f} → {s['max_vio_after']:.2f}\n"
+                     "white = balanced, orange = over, purple = under", fontsize=_FS, y=1.0)
 
-    # 2. final load against the capacity; the part over capacity is dropped
+    # 2. final load per domain: micro-batch balancing spreads every domain, global balancing lets them specialise
+    a.dom_img.set_data(rel_dom.T)
+    a.dom_img.set_extent((0.5, MICRO_BATCHES + 0.5, *rows))
+    a.dom.set_xlim(0.5, MICRO_BATCHES + 0.5)
+
+    # 3. final load against the capacity; the part over capacity is dropped
     final = h.load[-1]
     cap = s["capacity"]
     kept = np.minimum(final, cap)
-    xs = np.arange(e)
-    ax_bar.bar(xs, kept, color=BLUE, width=0.8, label="processed")
-    ax_bar.bar(xs, final - kept, bottom=kept, color=VERMILION, width=0.8, hatch="//", edgecolor="white",
-               label="dropped")
-    ax_bar.axhline(balanced, color=BLACK, ls="--", lw=1.5, label=f"balanced = {balanced:g}")
-    ax_bar.axhline(cap, color=ORANGE, lw=2.5, label=f"capacity = {cap}")
+    edges = np.arange(e + 1) - 0.5
+    a.kept.set_data(kept, edges, 0)
+    a.dropped.set_data(final, edges, kept)
+    a.balanced.set_xdata([balanced, balanced])
+    a.capacity.set_xdata([cap, cap])
+    a.bar.set_xlim(0, max(float(final.max()), cap) * 1.08)
     pct = 100 * s["dropped"] / s["assignments"]
-    _style(ax_bar, f"Final load, capacity factor {capacity_factor:g}:\n"
-                   f"{s['dropped']} of {s['assignments']} assignments dropped ({pct:.1f}%)",
-           "expert", "token assignments")
-    ax_bar.set_ylim(0, max(float(final.max()), cap) * 1.45)
-    ax_bar.legend(fontsize=11, loc="upper right", ncols=2, framealpha=0.9)
-
-    # 3. the HF-normalised balance loss: k at perfect balance
-    ax_aux.plot(np.arange(steps + 1), h.aux_loss, color=BLUE, lw=2.5)
-    ax_aux.axhline(k, color=BLACK, ls="--", lw=1.5)
-    ax_aux.text(0.98, 0.05, f"dashed: k = {k} = perfect balance (HF: Σ f = k)", ha="right", va="bottom",
-                transform=ax_aux.transAxes, fontsize=12)
-    optimised = "optimised" if method in ("aux", "global") else "measured, not optimised"
-    _style(ax_aux, f"Balance loss E·Σ f·P ({optimised}):\n{s['aux_before']:.2f} → {s['aux_after']:.2f}",
-           "training step", "aux loss" + (" (P from s')" if method == "aux_free" else ""))
-    lo, hi = float(min(h.aux_loss.min(), k)), float(max(h.aux_loss.max(), k))
-    ax_aux.set_ylim(lo - 0.3 * (hi - lo) - 0.05 * k, hi + 0.1 * (hi - lo) + 0.05 * k)
-
-    # 4. final load per domain: micro-batch balancing spreads every domain, global balancing lets them specialise
-    _load_map(ax_dom, rel_dom, (-0.5, e - 0.5, 0.5, MICRO_BATCHES + 0.5), vmax)
-    _style(ax_dom, "Final load per domain (= micro-batch):\n"
-                   f"MaxVio within a micro-batch {s['micro_max_vio_after']:.2f}", "expert", "domain")
-    ax_dom.set_yticks(np.arange(1, MICRO_BATCHES + 1))
-    for ax in (ax_heat, ax_bar, ax_dom):
-        ax.set_xticks(np.arange(0, e, max(1, e // 4)))
+    a.bar.set_title(f"Final load: {s['dropped']} of {s['assignments']} assignments dropped ({pct:.1f}%)\n"
+                    f"capacity = {cap} (orange), balanced = {balanced:g} (dashed)",
+                    fontsize=_FS, y=1.0)
+    for ax in (a.heat, a.dom, a.bar):
+        ax.set_ylim(*rows)
+        ax.set_yticks(expert_ticks)
 
 
 def _top_k_options(experts: int) -> list[int]:
@@ -337,7 +382,7 @@ def moe_router_explorer(**initial) -> FigureWidget:
     capacity_factor, method, coef, gamma, steps, seed`` (see :func:`draw_moe`).
     """
     values = dict(experts=8, top_k=2, tokens=256, skew=1.5, shared_experts=0, capacity_factor=1.25, method="aux",
-                  coef=0.1, gamma=0.01, steps=50, seed=0)
+                  coef=0.1, gamma=0.03, steps=20, seed=0)
     unknown = sorted(set(initial) - set(values))
     check(not unknown, "initial", unknown, f"unknown control; the controls are {sorted(values)}")
     values.update(initial)
@@ -404,6 +449,6 @@ def moe_router_explorer(**initial) -> FigureWidget:
     controls["experts"].observe(sync_top_k, names="value")
     controls["method"].observe(sync_enabled, names="value")
     sync_enabled()
-    # 14 in at 72 dpi = 1008 px: about the width of a notebook output area, so fonts show at their size
-    return FigureWidget(draw_moe, controls, name="moe_router_explorer", figsize=(14.0, 8.0), dpi=72, columns=4,
-                        layout=None)
+    # 11 in at 72 dpi = 792 px: fits a notebook output area, so fonts show at their size
+    return FigureWidget(draw_moe, controls, name="moe_router_explorer", figsize=SIZE, dpi=DPI, columns=4,
+                        layout=None, keep=True)

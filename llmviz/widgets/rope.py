@@ -1,6 +1,7 @@
 """RoPE explorer: how the base, the head size and context scaling shape rotary position embeddings.
 
-Four panels, one idea each (algorithms.md §2), shown together or one at a time (``panel``):
+Four panels, one idea each (algorithms.md §2), shown one at a time (``panel``, default (a): one idea per
+figure, and the fast path) or all four together for a lecture overview (about four times slower to redraw):
 
 (a) one dimension pair rotates with position (RoFormer eq. 13: ``R(mθ_i)``), computed by the package's own
     ``RotaryEmbedding`` + ``apply_rope`` on a unit vector;
@@ -59,11 +60,11 @@ MAX_POSITION = 131_072
 MAX_FACTOR = 64
 N_TRAIL = 16  # positions m-15 .. m drawn in panel (a)
 DEFAULTS: dict[str, Any] = dict(base=10_000.0, head_dim=128, position=100, pair=8, scaling="default", factor=4,
-                                original_context=4096, panel="all")
+                                original_context=4096, panel="a")
 
 # Okabe-Ito colours (colour-blind safe)
 BLUE, ORANGE, VERMILION, BLACK, GREY = "#0072B2", "#E69F00", "#D55E00", "#000000", "#999999"
-FS, FS_BIG = 11, 16  # points (titles one more): readable on a projector; FS_BIG for a single panel
+FS, FS_BIG = 11, 14  # points (titles one more): FS in the 12-in overview, FS_BIG for one 9-in panel
 
 
 # --- pure computation ------------------------------------------------------------------------------------
@@ -220,13 +221,16 @@ def _scaling_label(kind: str) -> str:
 
 # --- drawing ---------------------------------------------------------------------------------------------
 
-PANELS: dict[str, str] = {  # dropdown label -> panel key
-    "all four": "all",
+PANELS: dict[str, str] = {  # dropdown label -> panel key: one idea per figure; the overview last (slower)
     "(a) one pair rotating": "a",
-    "(b) wavelengths": "b",
-    "(c) long-term decay": "c",
-    "(d) two layouts": "d",
+    "(b) wavelengths vs context": "b",
+    "(c) long-term decay: 10k vs 1M": "c",
+    "(d) two memory layouts": "d",
+    "all four (overview, slower)": "all",
 }
+SIZE_ONE, SIZE_ALL = (9.0, 6.0), (12.0, 8.6)  # inches; at 72 dpi one panel is 648 x 432 px
+DPI = 72
+_STATE = "_llmviz_rope"  # attribute of the figure that keeps the panels' Axes between redraws
 
 
 def _tokens(v: float, _pos: Any = None) -> str:
@@ -260,11 +264,67 @@ class _View:
         return self.fs + 1
 
 
-def _style(ax: Any, v: _View, grid: bool = True) -> None:
-    ax.tick_params(labelsize=v.fs)
+def _setup(ax: Any, key: str, fs: float) -> None:
+    """What a panel's Axes keeps between redraws: scales, locators, tick style, grid (set once)."""
+    if key == "b":
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10))
+        ax.yaxis.set_major_formatter(_TOKENS)
+    elif key == "c":
+        ax.set_xscale("symlog", linthresh=1)
+        ax.xaxis.set_major_locator(FixedLocator([0, 1, 10, 100, 1e3, 1e4, 1e5]))
+        ax.xaxis.set_major_formatter(_TOKENS)
+    ax.tick_params(labelsize=fs)
     ax.minorticks_off()  # fewer artists to render
-    if grid:
+    if key != "d":
         ax.grid(True, alpha=0.25)
+
+
+def _panel_axes(fig: Figure, panel: str) -> list[Any]:
+    """The Axes of ``panel`` ("all": four), kept on the figure: each view's Axes are built once and put back
+    when the view is chosen again; only their data, texts and limits change between redraws (building and
+    clearing Axes is the largest part of a redraw after the text). A figure cleared by someone else (or a
+    fresh one) starts over."""
+    size = SIZE_ALL if panel == "all" else SIZE_ONE
+    if not np.allclose(fig.get_size_inches(), size):
+        fig.set_size_inches(size)
+    state = fig.__dict__.get(_STATE)
+    if state is None or fig.axes != state["shown"]:
+        fig.clear()
+        state = {"shown": [], "views": {}}
+        setattr(fig, _STATE, state)
+    axes = state["views"].get(panel)
+    if axes is state["shown"]:
+        return axes
+    for ax in state["shown"]:
+        fig.delaxes(ax)
+    if axes is None:
+        if panel == "all":
+            grid = fig.add_gridspec(2, 2, left=0.075, right=0.985, bottom=0.075, top=0.925, wspace=0.3, hspace=0.42)
+            axes = [fig.add_subplot(grid[i // 2, i % 2]) for i in range(4)]
+        else:
+            left = {"a": 0.1, "b": 0.105, "c": 0.085, "d": 0.185}[panel]
+            axes = [fig.add_axes((left, 0.115, 0.975 - left, 0.745))]
+        for ax, key in zip(axes, "abcd" if panel == "all" else panel):
+            _setup(ax, key, FS if panel == "all" else FS_BIG)
+        state["views"][panel] = axes
+    else:
+        for ax in axes:
+            fig.add_axes(ax)
+    state["shown"] = axes
+    return axes
+
+
+def _wipe(ax: Any) -> None:
+    """Remove what the previous redraw drew on ``ax`` (data, free texts, legend); keep the Axes itself."""
+    for artist in (*ax.lines, *ax.collections, *ax.images, *ax.patches, *ax.texts):
+        artist.remove()
+    if ax.legend_ is not None:
+        ax.legend_.remove()
+
+
+def _title(ax: Any, text: str, v: _View) -> None:
+    ax.set_title(text, fontsize=v.fs_title, y=1.0)  # an explicit y skips the automatic title placement
 
 
 def draw_rope(fig: Figure, base: float, head_dim: int, position: int, pair: int, scaling: str = "default",
@@ -272,9 +332,12 @@ def draw_rope(fig: Figure, base: float, head_dim: int, position: int, pair: int,
               base_preset: float | None = None) -> None:
     """Draw the RoPE panels for these control values on ``fig`` (a pure function of the values).
 
-    ``scaling`` is an HF rope_type (``default``, ``linear``, ``dynamic``, ``yarn``, ``llama3``); ``panel`` is
-    ``"all"`` (2 × 2 grid) or one of ``"a"``-``"d"`` (one panel, larger fonts: one idea per projector slide).
-    ``base_preset`` is only the preset dropdown's state (the base slider decides) and is ignored here.
+    ``scaling`` is an HF rope_type (``default``, ``linear``, ``dynamic``, ``yarn``, ``llama3``); ``panel`` is one
+    of ``"a"``-``"d"`` (one idea, large type, 9 x 6 in: the explorer's fast default) or ``"all"`` (the 2 x 2
+    overview at 12 x 8.6 in for a lecture: about four times the redraw cost of one panel, ~0.2 s of CPU). The
+    figure is resized to match. Drawing again on the same figure reuses its Axes (see ``_panel_axes``); the
+    result is the same as on a fresh figure. ``base_preset`` is only the preset dropdown's state (the base
+    slider decides) and is ignored here.
     """
     check(isinstance(head_dim, int) and head_dim >= 2 and head_dim % 2 == 0, "head_dim", head_dim,
           "must be an even integer >= 2")
@@ -285,20 +348,18 @@ def draw_rope(fig: Figure, base: float, head_dim: int, position: int, pair: int,
     view = _View(float(base), head_dim, int(position), pair, scaling, scale, factor, L,
                  int(round(factor * L)) if scale else L, FS if panel == "all" else FS_BIG)
     painters = {"a": _draw_pair, "b": _draw_wavelengths, "c": _draw_decay, "d": _draw_layouts}
-    if panel == "all":
-        grid = dict(left=0.075, right=0.985, bottom=0.075, top=0.925, wspace=0.3, hspace=0.42)
-        for ax, key in zip(fig.subplots(2, 2, gridspec_kw=grid).ravel(), "abcd"):
-            painters[key](ax, view)
-    else:
-        grid = dict(left=0.13 if panel == "d" else 0.1, right=0.97, bottom=0.1, top=0.88)
-        painters[panel](fig.subplots(1, 1, gridspec_kw=grid), view)
+    for ax, key in zip(_panel_axes(fig, panel), "abcd" if panel == "all" else panel):
+        _wipe(ax)
+        painters[key](ax, view)
+
+
+_CIRCLE = (np.cos(np.linspace(0, 2 * np.pi, 121)), np.sin(np.linspace(0, 2 * np.pi, 121)))  # unit circle
 
 
 def _draw_pair(ax: Any, v: _View) -> None:
     """(a) RoFormer eq. 13: the pair (x_i, x_{i+d/2}) of a unit vector, rotated by R(mθ_i) for the last positions."""
     pos, pts = rope_pair_trail(v.dim, v.base, v.pair, v.position, scaling=v.scale, original_context=v.L)  # [k], [k, 2]
-    t = np.linspace(0, 2 * np.pi, 121)
-    ax.plot(np.cos(t), np.sin(t), color=GREY, lw=1)
+    ax.plot(_CIRCLE[0], _CIRCLE[1], color=GREY, lw=1)
     if v.scale is not None:  # the same pair without scaling, for comparison
         _, ref = rope_pair_trail(v.dim, v.base, v.pair, v.position, n=1)
         ax.plot([0, ref[-1, 0]], [0, ref[-1, 1]], color=BLACK, lw=1.5, ls="--", zorder=4, label="without scaling")
@@ -325,10 +386,9 @@ def _draw_pair(ax: Any, v: _View) -> None:
     ax.set_ylabel(f"dim {v.pair + v.dim // 2}  (x_i+d/2)", fontsize=v.fs)
     theta = float(_inv_freq(v.dim, v.base, v.scale, v.L, v.position + 1)[v.pair])  # dynamic: T = m+1, as HF
     turns = v.position * theta / (2 * np.pi)
-    ax.set_title(f"(a) Pair i = {v.pair} turns θ_i = {theta:.3g} rad per token:\n"
-                 f"at position m = {v.position:,} it has turned {turns:,.3g} times", fontsize=v.fs_title)
+    _title(ax, f"(a) Pair i = {v.pair} turns θ_i = {theta:.3g} rad per token:\n"
+               f"at position m = {v.position:,} it has turned {turns:,.3g} times", v)
     ax.legend(fontsize=v.fs, loc="upper left", framealpha=0.8)
-    _style(ax, v)
 
 
 def _draw_wavelengths(ax: Any, v: _View) -> None:
@@ -340,8 +400,9 @@ def _draw_wavelengths(ax: Any, v: _View) -> None:
     if n_long:
         ax.axvspan(half - n_long - 0.5, half - 0.5, color=GREY, alpha=0.18, lw=0)
     ax.axhline(v.L, color=BLACK, ls="--", lw=1.5, label=f"original context L = {v.L:,}")
-    line = ax.plot(i, lam, "o-", color=BLUE, ms=3.5, lw=1.5, label=f"base {v.base:,.0f}: {n_long} pairs have λ > L")
-    line[0].set_gid("wavelength_unscaled")
+    ax.plot(i, lam, "o-", color=BLUE, ms=3.5, lw=1.5, label=f"base {v.base:,.0f}",
+            gid="wavelength_unscaled")
+    ys = [lam, [v.L]]
     if v.scale is not None:
         dyn = dict(max_position_embeddings=v.L, seq_len=v.target) if v.kind == "dynamic" else {}
         lam_s = rope_wavelengths(v.dim, v.base, v.scale, **dyn)  # [d/2]
@@ -350,18 +411,19 @@ def _draw_wavelengths(ax: Any, v: _View) -> None:
         ax.axhline(v.target, color=GREY, ls=":", lw=2, label=f"target context {v.factor:g}·L = {v.target:,}")
         label = (f"{_scaling_label(v.kind)} ×{v.factor:g}: {n_long_s} pairs have λ > {v.factor:g}·L\n"
                  f"(kept {counts['kept']} · blended {counts['blended']} · ÷{v.factor:g} {counts['divided']})")
-        ax.plot(i, lam_s, "s-", color=ORANGE, ms=3, lw=1.5, label=label)[0].set_gid("wavelength_scaled")
+        ax.plot(i, lam_s, "s-", color=ORANGE, ms=3, lw=1.5, label=label, gid="wavelength_scaled")
+        ys += [lam_s, [v.target]]
     ax.plot([v.pair], [lam[v.pair]], "o", color=VERMILION, ms=9, zorder=5)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10))
-    ax.yaxis.set_major_formatter(_TOKENS)
+    lo, hi = np.log10(min(float(np.min(y)) for y in ys)), np.log10(max(float(np.max(y)) for y in ys))
+    pad = 0.05 * (hi - lo)  # matplotlib's default margin, in log space
+    ax.set_ylim(10 ** (lo - pad), 10 ** (hi + pad))
     ax.set_xlim(-0.5, half - 0.5)
+    ax.set_xticks([0, half // 2, half - 1])
     ax.set_xlabel(f"pair index i  (0 = fastest; pair {v.pair} in vermilion)", fontsize=v.fs)
     ax.set_ylabel("wavelength λ_i  (tokens per turn)", fontsize=v.fs)
-    ax.set_title(f"(b) Wavelength λ_i = 2π/θ_i of each pair (head_dim {v.dim}):\n"
-                 f"{n_long} of {half} pairs never complete a turn within L (shaded)", fontsize=v.fs_title)
+    _title(ax, f"(b) Wavelength λ_i = 2π/θ_i of each pair (head_dim {v.dim}):\n"
+               f"{n_long} of {half} pairs never complete a turn within L (shaded)", v)
     ax.legend(fontsize=v.fs, loc="lower right", framealpha=0.85)
-    _style(ax, v)
 
 
 def _draw_decay(ax: Any, v: _View) -> None:
@@ -371,26 +433,21 @@ def _draw_decay(ax: Any, v: _View) -> None:
     for b, colour in refs:
         rel, bound = _decay_curve(v.dim, b)
         me = math.isclose(v.base, b, rel_tol=1e-6)
-        ax.plot(rel, bound, color=colour, lw=3 if me else 1.8,
-                label=f"base {b:,.0f}" + ("  (chosen)" if me else ""))[0].set_gid(f"decay_{b:g}")
+        ax.plot(rel, bound, color=colour, lw=3 if me else 1.8, gid=f"decay_{b:g}",
+                label=f"base {b:,.0f}" + ("  (chosen)" if me else ""))
     if not chosen_is_ref:
         rel, bound = _decay_curve(v.dim, v.base)
-        ax.plot(rel, bound, color=BLACK, lw=2.5, ls="--", label=f"base {v.base:,.0f}  (chosen)")[0].set_gid(
-            "decay_chosen")
+        ax.plot(rel, bound, color=BLACK, lw=2.5, ls="--", label=f"base {v.base:,.0f}  (chosen)", gid="decay_chosen")
     ax.axvline(v.L, color=GREY, ls=":", lw=1.5)
     ax.text(v.L, 0.97, f" L = {v.L:,}", transform=ax.get_xaxis_transform(), fontsize=v.fs, va="top",
             color="#555555")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.xaxis.set_major_locator(FixedLocator([0, 1, 10, 100, 1e3, 1e4, 1e5]))
-    ax.xaxis.set_major_formatter(_TOKENS)
     ax.set_xlim(0, MAX_POSITION)
     ax.set_ylim(0, (v.dim / 2 + 1) / 2 * 1.05)
     ax.set_xlabel("relative distance m − n  (tokens)", fontsize=v.fs)
     ax.set_ylabel("bound (1/(d/2)) Σ_j |S_j|", fontsize=v.fs)
-    ax.set_title("(c) Long-term decay (RoFormer §3.4.3): far tokens interact\n"
-                 "less, and a larger base decays more slowly", fontsize=v.fs_title)
+    _title(ax, "(c) Long-term decay (RoFormer §3.4.3): far tokens interact\n"
+               "less, and a larger base decays more slowly", v)
     ax.legend(fontsize=v.fs, loc="lower left", framealpha=0.8)
-    _style(ax, v)
 
 
 def _draw_layouts(ax: Any, v: _View) -> None:
@@ -411,12 +468,11 @@ def _draw_layouts(ax: Any, v: _View) -> None:
     err = layout_mismatch(dim, v.base, v.position, v.scale, v.L)
     ax.set_xlim(-0.5, dim - 0.5)
     ax.set_ylim(-0.05, 2.65)
+    ax.set_xticks([0, half, dim - 1])
     ax.set_yticks([2.3, 0.3], ["interleaved\n(x₂ᵢ, x₂ᵢ₊₁)", "rotate-half\n(xᵢ, xᵢ₊d/₂)"])
     ax.set_xlabel(f"slot in the head (colour = pair index; pair {pair} in vermilion)", fontsize=v.fs)
-    ax.set_title("(d) Two layouts, one rotation: P = [0, 2, 4, …, 1, 3, 5, …]\n"
-                 f"max |interleaved(x)[P] − rotate_half(x[P])| = {err:.1e}",
-                 fontsize=v.fs_title)
-    _style(ax, v, grid=False)
+    _title(ax, "(d) Two layouts, one rotation: P = [0, 2, 4, …, 1, 3, 5, …]\n"
+               f"max |interleaved(x)[P] − rotate_half(x[P])| = {err:.1e}", v)
 
 
 # --- the widget ------------------------------------------------------------------------------------------
@@ -443,7 +499,8 @@ def rope_explorer(**initial: Any) -> FigureWidget:
     Keyword initial values: ``base`` (100 .. 1e7), ``head_dim`` (one of ``HEAD_DIMS``), ``position`` (0 ..
     131,072), ``pair`` (0 .. head_dim/2 − 1), ``scaling`` (``default``, ``linear``, ``dynamic``, ``yarn``,
     ``llama3``), ``factor`` (1 .. 64), ``original_context`` (one of ``ORIGINAL_CONTEXTS``) and ``panel``
-    (``"all"`` or one of ``"a"``-``"d"`` to show a single panel in large type).
+    (``"a"``-``"d"``: one idea in large type, default ``"a"``; ``"all"``: the four together for a lecture
+    overview, whose redraws take about four times as long, ~0.2 s of CPU on a slow machine against ~50 ms).
 
     >>> w = rope_explorer(base=1e6, head_dim=128)
     >>> w.controls["scaling"].value = "yarn"     # redraws
@@ -492,6 +549,7 @@ def rope_explorer(**initial: Any) -> FigureWidget:
     controls = dict(base_preset=base_preset, base=base, head_dim=head_dim,  # three rows of three
                     pair=pair, position=position, panel=panel,
                     scaling=scaling, factor=factor, original_context=original)
-    w = FigureWidget(draw_rope, controls, name="rope_explorer", figsize=(12.0, 8.6), dpi=72, columns=3, layout=None)
+    size = SIZE_ALL if v["panel"] == "all" else SIZE_ONE
+    w = FigureWidget(draw_rope, controls, name="rope_explorer", figsize=size, dpi=DPI, columns=3, layout=None, keep=True)
     base_preset.unobserve(w.redraw, names="value")  # the preset only moves the slider, which redraws
     return w

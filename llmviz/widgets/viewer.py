@@ -12,8 +12,9 @@ controls only change the view:
   whole layers x heads overview), drawn as one image so that even 12 x 12 heads redraw quickly;
 * query: highlights one query row in every heatmap.
 
-Token labels are plain texts (half the cost of tick labels) and there is no layout engine: a redraw of the
-one-head view costs ~110-190 ms for T = 8-32 on a slow CPU, the grids ~70-90 ms.
+Token labels are plain texts (half the cost of tick labels), there is no layout engine, each view's Axes stay
+on the figure between redraws and the PNG is 80 dpi: a redraw of the one-head view costs ~70-120 ms of CPU for
+T = 8-32 on a slow shared CPU (each token label about 1 ms), the grids ~40 ms.
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ from torch import Tensor, nn
 
 from .._checks import check
 from .figure import FigureWidget
-
 __all__ = ["attention_maps", "draw_attention", "attention_viewer"]
 
 MAX_T = 128           # the viewer is for short inputs; token labels stay legible up to ~32
@@ -41,6 +41,7 @@ CMAP = "Blues"        # sequential single-hue map: colour-blind safe, white = 0
 GAP = "#b0b0b0"       # colour between the tiles of a grid
 HIGHLIGHT = "#D55E00"  # Okabe-Ito vermillion: the selected query row
 _FONT = 12
+DPI = 80              # 920 px wide: a smaller PNG to encode than at 100 dpi; text stays 11-13 pt
 
 
 def _attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -134,6 +135,51 @@ def _cmap() -> Colormap:
     return colormaps[CMAP].with_extremes(bad=GAP)
 
 
+_CMAP = _cmap()
+_STATE = "_llmviz_viewer"  # attribute of the figure that keeps each view's Axes between redraws
+
+
+def _view_axes(fig: Figure, view: str, rects: list[tuple[float, float, float, float]]) -> list:
+    """The Axes of ``view`` ("single": heatmap + bars, "grid": one), placed at ``rects`` and emptied of the
+    previous redraw's contents. Each view's Axes are built once and put back when the view is chosen again
+    (building Axes costs more than drawing them); a fresh figure, or one cleared by someone else, starts over."""
+    state = fig.__dict__.get(_STATE)
+    if state is None or fig.axes != state["shown"]:
+        fig.clear()
+        state = {"shown": [], "views": {}}
+        setattr(fig, _STATE, state)
+    axes = state["views"].get(view)
+    if axes is not state["shown"]:
+        for ax in state["shown"]:
+            fig.delaxes(ax)
+        if axes is None:
+            axes = [fig.add_axes(r) for r in rects]
+            if view == "grid":  # tiles separated by grey gaps: no frame, no tick marks
+                for side in ("top", "right", "bottom", "left"):
+                    axes[0].spines[side].set_visible(False)
+                axes[0].tick_params(length=0)
+            else:               # the bars under the heatmap
+                axes[1].spines["top"].set_visible(False)
+                axes[1].spines["right"].set_visible(False)
+            state["views"][view] = axes
+        else:
+            for ax in axes:
+                fig.add_axes(ax)
+        state["shown"] = axes
+    for text in tuple(fig.texts):  # free figure texts, but not the suptitle (draw_attention sets it anew)
+        if text is not fig._suptitle:
+            text.remove()
+    for ax, rect in zip(axes, rects):
+        ax.set_position(rect)
+        for artist in (*ax.lines, *ax.collections, *ax.images, *ax.patches, *ax.texts):
+            artist.remove()
+        ax.set_xlim(0, 1)  # autoscaling starts from scratch (the removed artists' data limits are forgotten)
+        ax.set_ylim(0, 1)
+        ax.relim()
+        ax.set_autoscale_on(True)
+    return axes
+
+
 def _draw_single(fig: Figure, a: np.ndarray, tokens: Sequence[str], layer: int, head: int, kv_head: int | None,
                  query: int) -> None:
     """One head: labelled heatmap [T, T]; below it, one query's row as bars (or the mean attention each key
@@ -146,9 +192,9 @@ def _draw_single(fig: Figure, a: np.ndarray, tokens: Sequence[str], layer: int, 
     bars_h, gap, top = 1.0, 0.2, 0.4
     left = ((pad + 24) / 72 + 0.05) / width                              # figure fraction left of the axes
     y0 = bottom + bars_h + gap
-    ax = fig.add_axes((left, y0 / height, 0.68 - left, (height - top - y0) / height))     # heatmap
-    ax_b = fig.add_axes((left, bottom / height, 0.68 - left, bars_h / height))            # bars
-    ax.imshow(a, cmap=_cmap(), vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    ax, ax_b = _view_axes(fig, "single", [(left, y0 / height, 0.68 - left, (height - top - y0) / height),  # heatmap
+                                          (left, bottom / height, 0.68 - left, bars_h / height)])        # bars
+    ax.imshow(a, cmap=_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     ax.set_xticks([])
     ax.set_yticks([])
     _token_labels(ax, "y", idx, labels)
@@ -170,8 +216,6 @@ def _draw_single(fig: Figure, a: np.ndarray, tokens: Sequence[str], layer: int, 
     ax_b.set_ylabel(what, fontsize=11)
     ax_b.set_yticks([0, round(float(row.max()), 2)])
     ax_b.tick_params(axis="y", labelsize=11)
-    ax_b.spines["top"].set_visible(False)
-    ax_b.spines["right"].set_visible(False)
 
     # the words: what the selected query reads most
     if query >= 0:
@@ -186,13 +230,12 @@ def _draw_single(fig: Figure, a: np.ndarray, tokens: Sequence[str], layer: int, 
 def _draw_grid(fig: Figure, maps: np.ndarray, layer: int, head: int, query: int) -> None:
     """Several heads: one image of tiles (all heads of a layer, one head over layers, or all of them)."""
     L, H, T, _ = maps.shape
-    ax = fig.add_axes((0.06, 0.05, 0.9, 0.84))
+    (ax,) = _view_axes(fig, "grid", [(0.06, 0.05, 0.9, 0.84)])
     if layer < 0 and head < 0:                                           # layers x heads overview
         img, rows, cols = _grid(maps.reshape(L * H, T, T), H)
         ax.set_xticks([c * _pitch(T) + (T - 1) / 2 for c in range(H)], [f"h{h}" for h in range(H)], fontsize=11)
         ax.set_yticks([r * _pitch(T) + (T - 1) / 2 for r in range(L)], [f"layer {r}" for r in range(L)],
                       fontsize=11)
-        ax.tick_params(length=0)
         title, names = f"all {L} layers x {H} heads", None
     else:
         tiles = maps[layer] if layer >= 0 else maps[:, head]              # [n, T, T]
@@ -206,13 +249,11 @@ def _draw_grid(fig: Figure, maps: np.ndarray, layer: int, head: int, query: int)
         for k, name in enumerate(names):
             r, c = divmod(k, cols)
             ax.text(c * _pitch(T) + (T - 1) / 2, r * _pitch(T) - 0.7, name, ha="center", va="bottom", fontsize=11)
-    ax.imshow(img, cmap=_cmap(), vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(img, cmap=_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
     if query >= 0:
         ax.add_collection(_row_boxes(cols, T, query, L * H if names is None else len(names)))
     ax.set_title(title + (f", query row {query} highlighted" if query >= 0 else "")
-                 + "  (rows: query i, columns: key j <= i)", fontsize=_FONT + 1, pad=18 if names else 6)
-    for side in ("top", "right", "bottom", "left"):
-        ax.spines[side].set_visible(False)
+                 + "  (rows: query i, columns: key j <= i)", fontsize=_FONT + 1, pad=18 if names else 6, y=1.0)
 
 
 def _row_boxes(cols: int, T: int, query: int, n: int) -> LineCollection:
@@ -238,13 +279,14 @@ def draw_attention(fig: Figure, maps: Tensor | np.ndarray, tokens: Sequence[str]
     check(-1 <= layer < L, "layer", layer, f"layer must be -1 (all) or in [0, {L})")
     check(-1 <= head < H, "head", head, f"head must be -1 (all) or in [0, {H})")
     check(-1 <= query < T, "query", query, f"query must be -1 (none) or in [0, {T})")
-    fig.suptitle("attention weights softmax(QKᵀ/√d + causal mask), white = 0 → dark blue = 1: "
-                 "row i = how token i mixes tokens j ≤ i", fontsize=13, y=0.985)
     if layer >= 0 and head >= 0:
         kv_head = head // (H // n_kv_heads) if n_kv_heads and n_kv_heads < H else None   # GQA group
         _draw_single(fig, a[layer, head], tokens, layer, head, kv_head, query)
     else:
         _draw_grid(fig, a, layer, head, query)
+    # after the Axes: a figure is cleared when its Axes are first built
+    fig.suptitle("attention weights softmax(QKᵀ/√d + causal mask), white = 0 → dark blue = 1: "
+                 "row i = how token i mixes tokens j ≤ i", fontsize=13, y=0.985)
 
 
 def attention_viewer(model: nn.Module, input_ids: Tensor | Sequence[int],
@@ -282,4 +324,5 @@ def attention_viewer(model: nn.Module, input_ids: Tensor | Sequence[int],
         draw_attention(fig, maps, tokens, layer, head, query, n_kv_heads=n_kv)
 
     height = min(8.0, max(6.0, 4.5 + 0.11 * T))                         # room for T token labels at 11 pt
-    return FigureWidget(draw, controls, name="attention_viewer", figsize=(11.5, height), layout=None)
+    return FigureWidget(draw, controls, name="attention_viewer", figsize=(11.5, height), dpi=DPI, layout=None, keep=True)
+
