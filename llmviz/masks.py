@@ -296,23 +296,30 @@ def reachability(masks_or_mask: Tensor | Sequence[Tensor], n_layers: int | None 
 
 
 def hops_to_full(mask: Tensor, max_layers: int | None = None) -> int | None:
-    """Smallest L such that L stacked copies of ``mask`` reach every pair, or None if they never do.
+    """Smallest L such that L stacked copies of ``mask`` reach every pair, or None if they never do (or not
+    within ``max_layers``).
 
-    "Every pair" = all causal pairs j <= i when ``mask`` is causal, else all T² pairs. Stops at a fixpoint
-    (reach stops growing) or after ``max_layers``. E.g. strided(64, 8) -> 2, sliding_window(64, 8) -> 9.
+    "Every pair" = all causal pairs j <= i when ``mask`` is causal, else all T² pairs. Reach only grows with depth
+    (each layer keeps the residual identity) and stops growing by depth T - 1, so a binary search over the powers
+    R^(2^k) (``reachability([P, P])`` squares P) needs O(log T) boolean products, not O(T).
+    E.g. strided(64, 8) -> 2, sliding_window(64, 8) -> 9.
     """
     T = _check_mask(mask).shape[0]
     if max_layers is not None:
         check_int(max_layers, "max_layers", minimum=1)
+    cap = max(1, T - 1) if max_layers is None else min(max_layers, max(1, T - 1))
     full = causal(T)
     target = full if not (mask & ~full).any() else torch.ones(T, T, dtype=torch.bool)
-    step = (mask | torch.eye(T, dtype=torch.bool)).float()
-    reach, L = step > 0, 1
-    while (target & ~reach).any():
-        if max_layers is not None and L >= max_layers:
-            return None
-        nxt = (step @ reach.float()) > 0
-        if torch.equal(nxt, reach):
-            return None
-        reach, L = nxt, L + 1
-    return L
+
+    def covers(reach: Tensor) -> bool:
+        return not bool((target & ~reach).any())
+
+    powers = [reachability(mask)]  # powers[k] = reach after 2^k layers
+    while 2 ** (len(powers) - 1) < cap:
+        powers.append(reachability([powers[-1], powers[-1]]))
+    reach, depth = None, 0  # the deepest depth <= cap that does not cover yet
+    for k in reversed(range(len(powers))):
+        candidate = powers[k] if reach is None else reachability([reach, powers[k]])
+        if depth + 2 ** k <= cap and not covers(candidate):
+            reach, depth = candidate, depth + 2 ** k
+    return depth + 1 if depth < cap else None

@@ -168,35 +168,9 @@ def pattern_parts(pattern: str, T: int = 64, **params: Any) -> list[tuple[str, T
 
 
 def hops_and_never(mask: Tensor, cap: int = HOPS_CAP) -> tuple[int | None, bool]:
-    """``(masks.hops_to_full(mask, max_layers=cap), never)`` in O(log cap) boolean matmuls instead of O(cap).
-
-    Reach only grows with depth (each layer keeps the identity), so binary lifting over the powers
-    R^(2^k) (``masks.reachability([P, P])`` squares P) finds the smallest covering depth. ``never`` is True
-    when one more layer adds nothing at depth ``cap`` (a fixpoint short of full coverage).
-    """
-    T = mask.shape[0]
-    full = masks.causal(T)
-    target = full if not bool((mask & ~full).any()) else torch.ones(T, T, dtype=torch.bool)
-
-    def covers(reach: Tensor) -> bool:
-        return not bool((target & ~reach).any())
-
-    powers = [masks.reachability(mask)]                                  # powers[k] = reach after 2^k layers
-    while 2 ** (len(powers) - 1) < cap:
-        powers.append(masks.reachability([powers[-1], powers[-1]]))
-    reach_cap, depth = None, 0                                           # reach after exactly `cap` layers
-    for k in reversed(range(len(powers))):
-        if depth + 2 ** k <= cap:
-            reach_cap = powers[k] if reach_cap is None else masks.reachability([reach_cap, powers[k]])
-            depth += 2 ** k
-    if not covers(reach_cap):
-        return None, torch.equal(masks.reachability([reach_cap, mask]), reach_cap)
-    reach, depth = None, 0                                               # deepest non-covering depth
-    for k in reversed(range(len(powers))):
-        cand = powers[k] if reach is None else masks.reachability([reach, powers[k]])
-        if depth + 2 ** k < cap and not covers(cand):
-            reach, depth = cand, depth + 2 ** k
-    return depth + 1, False
+    """``(masks.hops_to_full(mask, max_layers=cap), never)``; ``never`` is True when no depth covers every pair."""
+    hops = masks.hops_to_full(mask, max_layers=cap)
+    return hops, hops is None and masks.hops_to_full(mask) is None
 
 
 def _relevant(values: dict[str, Any]) -> tuple:
