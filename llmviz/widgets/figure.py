@@ -31,6 +31,28 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def kept_view(fig: Figure, key: str, view: str, build: Callable[[Figure], list]) -> list:
+    """The Axes of ``view``, made once by ``build(fig)`` and kept on the figure under ``key``: switching views
+    takes the shown Axes off the figure and puts the chosen view's back (building Axes costs more than drawing
+    them). A fresh figure, or one cleared by someone else, starts over. For ``FigureWidget(keep=True)`` draws."""
+    state = fig.__dict__.get(key)
+    if state is None or fig.axes != state["shown"]:
+        fig.clear()
+        state = {"shown": [], "views": {}}
+        setattr(fig, key, state)
+    axes = state["views"].get(view)
+    if axes is not state["shown"]:
+        for ax in state["shown"]:
+            fig.delaxes(ax)
+        if axes is None:
+            axes = state["views"][view] = build(fig)
+        else:
+            for ax in axes:
+                fig.add_axes(ax)
+        state["shown"] = axes
+    return axes
+
+
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Run torch on one thread: a widget's tensors are tiny, and on a busy machine a parallel region waits for a

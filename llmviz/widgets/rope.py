@@ -31,7 +31,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator
 from .._checks import check, check_int
 from ..configs import get_config
 from ..layers.position import RotaryEmbedding, apply_rope, rope_inv_freq
-from .figure import FigureWidget
+from .figure import FigureWidget, kept_view
 
 # --- presets, all read from the real configs -------------------------------------------------------------
 BASE_PRESETS: dict[str, float] = {
@@ -288,17 +288,8 @@ def _panel_axes(fig: Figure, panel: str) -> list[Any]:
     size = SIZE_ALL if panel == "all" else SIZE_ONE
     if not np.allclose(fig.get_size_inches(), size):
         fig.set_size_inches(size)
-    state = fig.__dict__.get(_STATE)
-    if state is None or fig.axes != state["shown"]:
-        fig.clear()
-        state = {"shown": [], "views": {}}
-        setattr(fig, _STATE, state)
-    axes = state["views"].get(panel)
-    if axes is state["shown"]:
-        return axes
-    for ax in state["shown"]:
-        fig.delaxes(ax)
-    if axes is None:
+
+    def build(fig: Figure) -> list[Any]:
         if panel == "all":
             grid = fig.add_gridspec(2, 2, left=0.075, right=0.985, bottom=0.075, top=0.925, wspace=0.3, hspace=0.42)
             axes = [fig.add_subplot(grid[i // 2, i % 2]) for i in range(4)]
@@ -307,12 +298,9 @@ def _panel_axes(fig: Figure, panel: str) -> list[Any]:
             axes = [fig.add_axes((left, 0.115, 0.975 - left, 0.745))]
         for ax, key in zip(axes, "abcd" if panel == "all" else panel):
             _setup(ax, key, FS if panel == "all" else FS_BIG)
-        state["views"][panel] = axes
-    else:
-        for ax in axes:
-            fig.add_axes(ax)
-    state["shown"] = axes
-    return axes
+        return axes
+
+    return kept_view(fig, _STATE, panel, build)
 
 
 def _wipe(ax: Any) -> None:

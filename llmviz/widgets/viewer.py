@@ -32,7 +32,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
 from .._checks import check
-from .figure import FigureWidget
+from .figure import FigureWidget, kept_view
 __all__ = ["attention_maps", "draw_attention", "attention_viewer"]
 
 MAX_T = 128           # the viewer is for short inputs; token labels stay legible up to ~32
@@ -143,29 +143,19 @@ def _view_axes(fig: Figure, view: str, rects: list[tuple[float, float, float, fl
     """The Axes of ``view`` ("single": heatmap + bars, "grid": one), placed at ``rects`` and emptied of the
     previous redraw's contents. Each view's Axes are built once and put back when the view is chosen again
     (building Axes costs more than drawing them); a fresh figure, or one cleared by someone else, starts over."""
-    state = fig.__dict__.get(_STATE)
-    if state is None or fig.axes != state["shown"]:
-        fig.clear()
-        state = {"shown": [], "views": {}}
-        setattr(fig, _STATE, state)
-    axes = state["views"].get(view)
-    if axes is not state["shown"]:
-        for ax in state["shown"]:
-            fig.delaxes(ax)
-        if axes is None:
-            axes = [fig.add_axes(r) for r in rects]
-            if view == "grid":  # tiles separated by grey gaps: no frame, no tick marks
-                for side in ("top", "right", "bottom", "left"):
-                    axes[0].spines[side].set_visible(False)
-                axes[0].tick_params(length=0)
-            else:               # the bars under the heatmap
-                axes[1].spines["top"].set_visible(False)
-                axes[1].spines["right"].set_visible(False)
-            state["views"][view] = axes
-        else:
-            for ax in axes:
-                fig.add_axes(ax)
-        state["shown"] = axes
+
+    def build(fig: Figure) -> list:
+        axes = [fig.add_axes(r) for r in rects]
+        if view == "grid":  # tiles separated by grey gaps: no frame, no tick marks
+            for side in ("top", "right", "bottom", "left"):
+                axes[0].spines[side].set_visible(False)
+            axes[0].tick_params(length=0)
+        else:               # the bars under the heatmap
+            axes[1].spines["top"].set_visible(False)
+            axes[1].spines["right"].set_visible(False)
+        return axes
+
+    axes = kept_view(fig, _STATE, view, build)
     for text in tuple(fig.texts):  # free figure texts, but not the suptitle (draw_attention sets it anew)
         if text is not fig._suptitle:
             text.remove()
