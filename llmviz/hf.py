@@ -216,6 +216,21 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], names: dict[s
     model.load_state_dict(filled, strict=not tied)
 
 
+def non_trivial_weights(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give ``model`` (ours or HF's) weights a trained checkpoint could have, for equivalence checks: every
+    parameter N(0, 0.1), norm weights 1 ± 0.3 and norm biases non-zero. Freshly initialised norms are all ones,
+    which hides a norm on the wrong axis or applied in the wrong place (e.g. QK-Norm after RoPE)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if "norm" in name or "ln_" in name:
+                p.copy_(1.0 + 0.3 * noise if name.endswith("weight") else 0.1 * noise)
+            else:
+                p.copy_(0.1 * noise)
+    return model
+
+
 def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The llmviz model for an HF checkpoint directory, in eval mode (weights cast to ``dtype``).
 
