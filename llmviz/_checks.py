@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 
 def check(ok: bool, name: str, value: Any, rule: str) -> None:
     """Raise ``ValueError("name=value is not allowed: rule")`` unless ``ok``.
@@ -22,3 +24,17 @@ def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | 
     check(ok_type, name, value, rule)
     check((minimum is None or value >= minimum) and (maximum is None or value <= maximum), name, value, rule)
     return value
+
+
+def check_ids(ids: Any, name: str, vocab_size: int, max_len: int | None = None) -> None:
+    """Token ids must be an integer tensor [batch, seq_len] of ids in ``[0, vocab_size)``, at most ``max_len`` long."""
+    ok = isinstance(ids, torch.Tensor) and ids.dim() == 2 and not ids.is_floating_point() and ids.dtype != torch.bool
+    check(ok, f"{name}.shape", tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__,
+          "must be an integer tensor [batch, seq_len]")
+    if ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        check(lo >= 0 and hi < vocab_size, name, hi if hi >= vocab_size else lo,
+              f"token ids must lie in [0, vocab_size={vocab_size})")
+    if max_len is not None:
+        check(ids.shape[1] <= max_len, f"{name}.shape[1]", ids.shape[1],
+              f"the position table has max_position_embeddings={max_len} entries")

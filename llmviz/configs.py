@@ -2,7 +2,7 @@
 
 Real presets are read from ``llmviz/data/model_configs.json``, a verbatim copy of the project's verified
 facts (``shared/facts/model_configs.json``; a test keeps the two identical). Their names are that file's
-keys. Tiny presets (``tiny-gpt2``, ``tiny-llama``, ``tiny-qwen3``) are small enough to train in seconds.
+keys. Tiny presets (``tiny-gpt2``, ``tiny-llama``, ``tiny-qwen3``, ``tiny-transformer``, ``tiny-bert``) are small enough to train in seconds.
 
 >>> cfg = get_config("qwen3-0.6b")
 >>> cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -40,7 +40,7 @@ class ModelConfig:
     num_layers: int
     num_heads: int
     intermediate_size: int
-    vocab_size: int | None  # None where no primary source gives it (the 2017 Transformer)
+    vocab_size: int
     max_position_embeddings: int
     name: str = "custom"
     family: str = ""
@@ -52,6 +52,8 @@ class ModelConfig:
     norm_eps: float = 1e-6
     pre_norm: bool = True  # False = post-LN (Transformer, BERT, GPT-1)
     position: str = "rope"  # "rope" | "learned" | "sinusoidal"
+    sinusoid_layout: str = "interleaved"  # paper: sin, cos, sin, cos ...; "halves" = HF Marian: [sin ... | cos ...]
+    scale_embedding: bool = False  # Transformer §3.4: token embeddings multiplied by sqrt(hidden_size)
     rope_theta: float = 10_000.0
     rope_scaling: dict | None = None  # HF rope_scaling / rope_parameters, with a "rope_type" key
     rope_interleaved: bool = False  # True = RoFormer / GPT-J / DeepSeek pairing (x_2i, x_2i+1)
@@ -156,7 +158,7 @@ def normalize_rope_scaling(scaling: dict) -> dict:
     return out
 
 
-_BOOLS = ("pre_norm", "rope_interleaved", "gated_mlp", "attention_bias", "mlp_bias", "qk_norm", "tie_word_embeddings",
+_BOOLS = ("pre_norm", "scale_embedding", "rope_interleaved", "gated_mlp", "attention_bias", "mlp_bias", "qk_norm", "tie_word_embeddings",
           "norm_topk_prob")
 
 
@@ -171,8 +173,7 @@ def validate(cfg: ModelConfig) -> None:
         check(isinstance(getattr(cfg, name), bool), name, getattr(cfg, name), "must be True or False")
     for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"):
         check_int(getattr(cfg, name), name, minimum=1)
-    if cfg.vocab_size is not None:
-        check_int(cfg.vocab_size, "vocab_size", minimum=1)
+    check_int(cfg.vocab_size, "vocab_size", minimum=1)
     check_int(cfg.num_kv_heads, "num_kv_heads", minimum=1)
     check(cfg.num_heads % cfg.num_kv_heads == 0, "num_kv_heads", cfg.num_kv_heads,
           f"num_heads={cfg.num_heads} must be divisible by num_kv_heads (each KV head serves a whole group)")
@@ -181,6 +182,8 @@ def validate(cfg: ModelConfig) -> None:
     check(_is_number(cfg.norm_eps) and cfg.norm_eps > 0, "norm_eps", cfg.norm_eps, "must be > 0")
     check(cfg.position in ("rope", "learned", "sinusoidal"), "position", cfg.position,
           "must be 'rope', 'learned' or 'sinusoidal'")
+    check(cfg.sinusoid_layout in ("interleaved", "halves"), "sinusoid_layout", cfg.sinusoid_layout,
+          "must be 'interleaved' (the paper's sin, cos, sin, ...) or 'halves' (HF Marian's [sin | cos])")
     check(cfg.activation in ACTIVATIONS, "activation", cfg.activation, f"must be one of {ACTIVATIONS}")
     check(_is_number(cfg.dropout) and 0.0 <= cfg.dropout < 1.0, "dropout", cfg.dropout,
           "must be in [0, 1)")
@@ -240,10 +243,10 @@ def _from_facts(name: str, f: dict, table: dict) -> ModelConfig:
     if fam == "Transformer":
         return ModelConfig(
             arch="transformer", name=name, family=fam, hidden_size=f["d_model"], num_layers=f["N"],
-            num_heads=f["h"], head_dim=f["d_k"], intermediate_size=f["d_ff"], vocab_size=None,
+            num_heads=f["h"], head_dim=f["d_k"], intermediate_size=f["d_ff"], vocab_size=f["vocab_size"],
             max_position_embeddings=512, norm="layernorm", norm_eps=1e-6, pre_norm=False, position="sinusoidal",
-            activation="relu", gated_mlp=False, attention_bias=True, mlp_bias=True, tie_word_embeddings=True,
-            dropout=f["P_drop"], facts=f)
+            scale_embedding=True, activation="relu", gated_mlp=False, attention_bias=True, mlp_bias=True,
+            tie_word_embeddings=True, dropout=f["P_drop"], facts=f)
     if fam == "BERT":
         return ModelConfig(
             arch="bert", name=name, family=fam, hidden_size=f["hidden_size"], num_layers=f["num_hidden_layers"],
@@ -314,7 +317,17 @@ def _tiny() -> dict[str, ModelConfig]:
         arch="qwen3", name="tiny-qwen3", family="Qwen3 (tiny)", hidden_size=64, num_layers=2, num_heads=4,
         num_kv_heads=2, head_dim=32, intermediate_size=192, vocab_size=256, max_position_embeddings=128,
         rope_theta=1_000_000.0, qk_norm=True, tie_word_embeddings=True)
-    return {c.name: c for c in (gpt2, llama, qwen3)}
+    transformer = ModelConfig(
+        arch="transformer", name="tiny-transformer", family="Transformer (tiny)", hidden_size=64, num_layers=2,
+        num_heads=4, intermediate_size=256, vocab_size=64, max_position_embeddings=64, norm="layernorm",
+        norm_eps=1e-6, pre_norm=False, position="sinusoidal", scale_embedding=True, activation="relu",
+        gated_mlp=False, attention_bias=True, mlp_bias=True, tie_word_embeddings=True)
+    bert = ModelConfig(
+        arch="bert", name="tiny-bert", family="BERT (tiny)", hidden_size=64, num_layers=2, num_heads=4,
+        intermediate_size=256, vocab_size=512, max_position_embeddings=128, type_vocab_size=2, norm="layernorm",
+        norm_eps=1e-12, pre_norm=False, position="learned", activation="gelu", gated_mlp=False,
+        attention_bias=True, mlp_bias=True, tie_word_embeddings=True)
+    return {c.name: c for c in (gpt2, llama, qwen3, transformer, bert)}
 
 
 @lru_cache(maxsize=None)

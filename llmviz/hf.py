@@ -85,7 +85,42 @@ def _qwen3_moe_config(c: dict) -> ModelConfig:
         mlp_only_layers=tuple(c.get("mlp_only_layers") or ())))
 
 
-CONFIG_READERS: dict[str, Callable[[dict], ModelConfig]] = {"gpt2": _gpt2_config, "llama": _llama_config,
+def _marian_config(c: dict) -> ModelConfig:
+    """HF ``MarianConfig``: the 2017 encoder-decoder (post-LN, sinusoidal positions in [sin | cos] halves)."""
+    for key, want in (("normalize_before", False), ("normalize_embedding", False), ("add_final_layer_norm", False),
+                      ("share_encoder_decoder_embeddings", True), ("tie_word_embeddings", True)):
+        check(c.get(key, want) == want, key, c.get(key), f"llmviz's Transformer supports only {key}={want} "
+              "(the 2017 architecture: post-LN, one embedding matrix shared by encoder, decoder and output)")
+    for enc, dec in (("encoder_layers", "decoder_layers"), ("encoder_ffn_dim", "decoder_ffn_dim"),
+                     ("encoder_attention_heads", "decoder_attention_heads"), ("vocab_size", "decoder_vocab_size")):
+        check(c.get(dec) in (None, c[enc]), dec, c.get(dec), f"must equal {enc}={c[enc]} (one size for both stacks)")
+    return ModelConfig(
+        arch="transformer", name=c.get("_name_or_path") or "marian", family="Transformer (Marian)",
+        hidden_size=c["d_model"], num_layers=c["encoder_layers"], num_heads=c["encoder_attention_heads"],
+        intermediate_size=c["encoder_ffn_dim"], vocab_size=c["vocab_size"],
+        max_position_embeddings=c["max_position_embeddings"], norm="layernorm", norm_eps=1e-5, pre_norm=False,
+        position="sinusoidal", sinusoid_layout="halves", scale_embedding=bool(c.get("scale_embedding", False)),
+        activation=_activation(c.get("activation_function", "gelu")), gated_mlp=False, attention_bias=True,
+        mlp_bias=True, tie_word_embeddings=True)
+
+
+def _bert_config(c: dict) -> ModelConfig:
+    """HF ``BertConfig`` (encoder only; absolute learned positions)."""
+    check(c.get("position_embedding_type", "absolute") == "absolute", "position_embedding_type",
+          c.get("position_embedding_type"), "only 'absolute' (learned) positions are supported, not relative_key(_query)")
+    check(not c.get("is_decoder", False), "is_decoder", c.get("is_decoder"), "llmviz's BERT is the bidirectional encoder")
+    check(not c.get("add_cross_attention", False), "add_cross_attention", True, "not supported (encoder only)")
+    return ModelConfig(
+        arch="bert", name=c.get("_name_or_path") or "bert", family="BERT", hidden_size=c["hidden_size"],
+        num_layers=c["num_hidden_layers"], num_heads=c["num_attention_heads"], intermediate_size=c["intermediate_size"],
+        vocab_size=c["vocab_size"], max_position_embeddings=c["max_position_embeddings"],
+        type_vocab_size=c.get("type_vocab_size", 2), norm="layernorm", norm_eps=c.get("layer_norm_eps", 1e-12),
+        pre_norm=False, position="learned", activation=_activation(c.get("hidden_act", "gelu")), gated_mlp=False,
+        attention_bias=True, mlp_bias=True, tie_word_embeddings=True)
+
+
+CONFIG_READERS: dict[str, Callable[[dict], ModelConfig]] = {"marian": _marian_config, "bert": _bert_config,
+                                                            "gpt2": _gpt2_config, "llama": _llama_config,
                                                             "qwen3": _llama_config, "qwen3_moe": _qwen3_moe_config}
 
 
@@ -165,9 +200,69 @@ def _qwen3_moe_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]
     return names
 
 
-NAME_MAPS = {"gpt2": _gpt2_names, "llama": _llama_names, "qwen3": _llama_names, "qwen3_moe": _qwen3_moe_names}
-# buffers some exporters write that carry no weights: causal-mask tables and RoPE frequencies
-_IGNORED = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
+def _plain(names: dict[str, str]) -> dict[str, list[tuple[str, Transform]]]:
+    return {hf: [(us, _SAME)] for hf, us in names.items()}
+
+
+def _marian_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
+    """HF ``MarianMTModel``: ``model.shared`` (also stored as the encoder's and decoder's ``embed_tokens`` and as
+    ``lm_head``: one matrix), ``final_logits_bias`` [1, V], and per layer ``self_attn`` / ``encoder_attn`` with
+    ``out_proj``, ``fc1`` / ``fc2``, and a LayerNorm after each sub-layer (post-LN)."""
+    names = {k: "embed.weight" for k in ("model.shared.weight", "model.encoder.embed_tokens.weight",
+                                         "model.decoder.embed_tokens.weight", "lm_head.weight")}
+    proj = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "out_proj": "o_proj"}
+    layers = [("encoder", i, {"self_attn": "attn"}) for i in range(cfg.num_layers)]
+    layers += [("decoder", i, {"self_attn": "self_attn", "encoder_attn": "cross_attn"}) for i in range(cfg.num_layers)]
+    for stack, i, attentions in layers:
+        hf, us = f"model.{stack}.layers.{i}.", f"{stack}.{i}."
+        for kind in ("weight", "bias"):
+            for hf_attn, our_attn in attentions.items():
+                names |= {hf + f"{hf_attn}.{a}.{kind}": us + f"{our_attn}.{b}.{kind}" for a, b in proj.items()}
+                names[hf + f"{hf_attn}_layer_norm.{kind}"] = us + f"{our_attn}_res.norm.{kind}"
+            names[hf + f"fc1.{kind}"] = us + f"mlp.fc_in.{kind}"
+            names[hf + f"fc2.{kind}"] = us + f"mlp.fc_out.{kind}"
+            names[hf + f"final_layer_norm.{kind}"] = us + f"mlp_res.norm.{kind}"
+    out = _plain(names)
+    out["final_logits_bias"] = [("final_logits_bias", lambda t: t.reshape(-1))]  # [1, V] -> [V]
+    return out
+
+
+def _bert_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
+    """HF ``BertModel`` (no prefix, as all-MiniLM-L6-v2 stores it) or ``BertForPreTraining`` (``bert.`` prefix and
+    the ``cls`` heads). The MLM decoder weight is the word embedding; its bias is ``cls.predictions.bias``."""
+    names = {"embeddings.word_embeddings.weight": "embed.weight",
+             "embeddings.position_embeddings.weight": "pos_embed.weight",
+             "embeddings.token_type_embeddings.weight": "type_embed.weight",
+             "embeddings.LayerNorm.weight": "embed_norm.weight", "embeddings.LayerNorm.bias": "embed_norm.bias",
+             "pooler.dense.weight": "pooler.weight", "pooler.dense.bias": "pooler.bias"}
+    for i in range(cfg.num_layers):
+        hf, us = f"encoder.layer.{i}.", f"blocks.{i}."
+        for kind in ("weight", "bias"):
+            for a, b in (("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj")):
+                names[hf + f"attention.self.{a}.{kind}"] = us + f"attn.{b}.{kind}"
+            names[hf + f"attention.output.dense.{kind}"] = us + f"attn.o_proj.{kind}"
+            names[hf + f"attention.output.LayerNorm.{kind}"] = us + f"attn_norm.{kind}"
+            names[hf + f"intermediate.dense.{kind}"] = us + f"mlp.fc_in.{kind}"
+            names[hf + f"output.dense.{kind}"] = us + f"mlp.fc_out.{kind}"
+            names[hf + f"output.LayerNorm.{kind}"] = us + f"mlp_norm.{kind}"
+    names |= {"bert." + k: v for k, v in names.items()}
+    for kind in ("weight", "bias"):
+        names[f"cls.predictions.transform.dense.{kind}"] = f"heads.transform.{kind}"
+        names[f"cls.predictions.transform.LayerNorm.{kind}"] = f"heads.transform_norm.{kind}"
+        names[f"cls.seq_relationship.{kind}"] = f"heads.nsp.{kind}"
+    names["cls.predictions.decoder.weight"] = "embed.weight"
+    names["cls.predictions.bias"] = names["cls.predictions.decoder.bias"] = "heads.decoder.bias"
+    return _plain(names)
+
+
+NAME_MAPS = {"transformer": _marian_names, "bert": _bert_names, "gpt2": _gpt2_names, "llama": _llama_names,
+             "qwen3": _llama_names, "qwen3_moe": _qwen3_moe_names}
+# parameters a checkpoint may lack: BertModel has no pre-training heads; Marian may omit its zero logits bias
+OPTIONAL = {"bert": ("heads.",), "transformer": ("final_logits_bias",)}
+# buffers some exporters write that carry no weights: causal-mask tables, position ids, fixed sinusoid tables and
+# RoPE frequencies
+_IGNORED = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq", "embeddings.position_ids",
+            "embed_positions.weight")
 
 
 def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
@@ -187,14 +282,33 @@ def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _aliases(model: nn.Module) -> dict[str, str]:
+    """State-dict names that are another name's tensor (tied weights), each mapped to the first name."""
+    first: dict[int, str] = {}
+    alias = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        key = t.data_ptr()
+        if key in first:
+            alias[name] = first[key]
+        else:
+            first[key] = name
+    return alias
+
+
 def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], names: dict[str, list[tuple[str, Transform]]],
-               dtype: torch.dtype = torch.float32) -> None:
-    """Copy HF ``tensors`` into ``model`` through ``names``; name every unexpected, missing or mis-shaped one."""
+               dtype: torch.dtype = torch.float32, optional: tuple[str, ...] = ()) -> None:
+    """Copy HF ``tensors`` into ``model`` through ``names``; name every unexpected, missing or mis-shaped one.
+
+    Tied weights (one tensor under several names, e.g. a tied LM head) are filled once; a checkpoint that stores
+    a tied tensor twice must store equal values. Parameters whose names start with one of ``optional`` may be
+    absent (they keep their initial values)."""
     ours = model.state_dict()
+    alias = _aliases(model)
     unexpected = sorted(k for k in tensors if k not in names and not k.endswith(_IGNORED))
     check(not unexpected, "checkpoint tensors", unexpected[:5], f"{len(unexpected)} tensor(s) have no place in "
           f"llmviz's {type(model).__name__}")
     filled: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}
     for hf_name, targets in names.items():
         if hf_name not in tensors:
             continue
@@ -204,16 +318,16 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], names: dict[s
             t = transform(tensors[hf_name])
             check(t.shape == ours[our_name].shape, f"shape of {hf_name}", tuple(t.shape),
                   f"{our_name} needs {tuple(ours[our_name].shape)}; config.json and the weights disagree")
-            filled[our_name] = t.to(dtype)
-    tied = getattr(model.cfg, "tie_word_embeddings", False)
-    missing = sorted(k for k in ours if k not in filled and not (tied and k == "lm_head.weight"))
+            target = alias.get(our_name, our_name)
+            if target in filled:  # a tied tensor stored twice must be one tensor
+                check(torch.equal(filled[target], t.to(dtype)), hf_name, "differs",
+                      f"config.json ties it to {source[target]} (tie_word_embeddings / shared embeddings), "
+                      "so the two must be equal")
+            filled[target], source[target] = t.to(dtype), hf_name
+    missing = sorted(k for k in ours if k not in filled and k not in alias and not k.startswith(optional))
     check(not missing, "missing tensors", missing[:5], f"{len(missing)} parameter(s) of the model are not in "
           "the checkpoint")
-    if tied and "lm_head.weight" in filled:  # a tied checkpoint may store the head; it must equal the embedding
-        check(torch.equal(filled["lm_head.weight"], filled["embed.weight"]), "lm_head.weight", "differs",
-              "tie_word_embeddings is true, so the head must equal the embedding")
-        del filled["lm_head.weight"]
-    model.load_state_dict(filled, strict=not tied)
+    model.load_state_dict(filled, strict=False)
 
 
 def non_trivial_weights(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -234,7 +348,7 @@ def non_trivial_weights(model: nn.Module, seed: int = 0) -> nn.Module:
 def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The llmviz model for an HF checkpoint directory, in eval mode (weights cast to ``dtype``).
 
-    Supported ``model_type``: gpt2, llama, qwen3, qwen3_moe. Reads single or sharded safetensors; never unpickles.
+    Supported ``model_type``: bert, marian, gpt2, llama, qwen3, qwen3_moe. Reads single or sharded safetensors; never unpickles.
     """
     directory = Path(path)
     check((directory / "config.json").exists(), "path", str(path), "must be a directory with config.json and "
@@ -242,5 +356,5 @@ def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     hf_config = json.loads((directory / "config.json").read_text())
     cfg = config_from_hf(hf_config)
     model = build_model(cfg).to(dtype)
-    load_state(model, read_safetensors(directory), NAME_MAPS[cfg.arch](cfg), dtype)
+    load_state(model, read_safetensors(directory), NAME_MAPS[cfg.arch](cfg), dtype, OPTIONAL.get(cfg.arch, ()))
     return model.eval()

@@ -78,9 +78,6 @@ def count_params(cfg: ModelConfig) -> ParamCount:
     >>> round(count_params(get_config("llama-3-8b")).total / 1e9, 2)
     8.03
     """
-    check(cfg.vocab_size is not None, "vocab_size", cfg.vocab_size,
-          f"{cfg.name}: the vocabulary size is not published, so embeddings cannot be counted; "
-          "use cfg.replace(vocab_size=...)")
     h, v, L = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
     emb = v * h
     if cfg.position == "learned":

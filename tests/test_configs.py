@@ -68,6 +68,8 @@ SPOT_CHECKS = [  # (preset, attribute, expected) from facts.md sections 3, 4, 6,
     ("bert-base-uncased", "norm_eps", 1e-12), ("bert-large-uncased", "num_heads", 16),
     ("transformer-base", "hidden_size", 512), ("transformer-big", "num_heads", 16),
     ("transformer-big", "dropout", 0.3), ("transformer-base", "position", "sinusoidal"),
+    ("transformer-base", "vocab_size", 37_000), ("transformer-big", "vocab_size", 37_000),
+    ("transformer-base", "scale_embedding", True), ("transformer-base", "sinusoid_layout", "interleaved"),
 ]
 
 
@@ -238,9 +240,9 @@ def test_bad_config_refused_by_the_constructor_too():
     assert "num_heads=8" in str(e.value)
 
 
-def test_count_params_needs_a_vocabulary():
+def test_vocab_size_is_required():
     with pytest.raises(ValueError, match=r"vocab_size=None"):
-        count_params(get_config("transformer-base"))
+        get_config("tiny-llama", vocab_size=None)
 
 
 BAD_KV = [

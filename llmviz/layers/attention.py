@@ -3,7 +3,8 @@
 One module covers multi-head (``n_kv = n_heads``), grouped-query (``1 < n_kv < n_heads``) and multi-query
 (``n_kv = 1``) attention. Query head ``h`` reads KV head ``h // (n_heads / n_kv)``: contiguous groups, as HF's
 ``repeat_kv``. Optional: biases, QK-Norm (Qwen3, before RoPE), a custom scale, a sliding window of W keys
-(including the query itself), boolean or additive masks, and a KV cache for decoding.
+(including the query itself), boolean or additive masks, a KV cache for decoding, and cross-attention (Vaswani
+§3.2.3: queries from the decoder, keys and values from the encoder output ``kv``).
 
 Masks: ``True`` / ``0.0`` = may attend. A query row with no allowed key outputs zeros instead of NaN.
 """
@@ -27,6 +28,11 @@ class KVCache:
 
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.shape[2]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep the batch rows ``index`` (beam search: each surviving beam continues its parent's cache)."""
+        if self.k is not None:
+            self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add the new tokens' keys and values; return all of them."""
@@ -83,21 +89,31 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 mask: torch.Tensor | None = None, cache: KVCache | None = None, causal: bool = True,
-                rope_interleaved: bool = False) -> torch.Tensor:
+                rope_interleaved: bool = False, kv: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, hidden] -> [B, T, hidden].
 
         rope: ``(cos, sin)`` for the T new positions, or None; mask: bool or additive, broadcastable to
         [B, heads, T, T_keys], combined with the causal / sliding-window structure when ``causal``.
+        kv: [B, S, hidden] for cross-attention (keys and values from it, not from x; use ``causal=False``). With a
+        cache, its keys and values are computed on the first call only and read back on the later ones.
         """
         q = rearrange(self.q_proj(x), "b t (h d) -> b h t d", d=self.head_dim)
-        k = rearrange(self.k_proj(x), "b t (h d) -> b h t d", d=self.head_dim)
-        v = rearrange(self.v_proj(x), "b t (h d) -> b h t d", d=self.head_dim)
-        if self.q_norm is not None:  # QK-Norm comes before RoPE (Qwen3)
-            q, k = self.q_norm(q), self.k_norm(k)
+        if kv is not None and cache is not None and len(cache):  # cross-attention: the encoder output is fixed
+            k, v = cache.k, cache.v
+        else:
+            src = x if kv is None else kv
+            k = rearrange(self.k_proj(src), "b s (h d) -> b h s d", d=self.head_dim)
+            v = rearrange(self.v_proj(src), "b s (h d) -> b h s d", d=self.head_dim)
+            if self.k_norm is not None:  # QK-Norm comes before RoPE (Qwen3)
+                k = self.k_norm(k)
+            if rope is not None:
+                k = apply_rope(k, *rope, rope_interleaved)
+            if cache is not None:
+                k, v = cache.append(k, v)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
         if rope is not None:
-            q, k = apply_rope(q, *rope, rope_interleaved), apply_rope(k, *rope, rope_interleaved)
-        if cache is not None:
-            k, v = cache.append(k, v)
+            q = apply_rope(q, *rope, rope_interleaved)
         q_len, k_len = q.shape[2], k.shape[2]
         gqa = self.num_kv_heads != self.num_heads
         drop = self.dropout if self.training else 0.0

@@ -18,11 +18,20 @@ from torch import nn
 from .._checks import check
 
 
-def sinusoidal_positions(n_positions: int, dim: int, base: float = 10_000.0) -> torch.Tensor:
-    """``PE[pos, 2i] = sin(pos / base^(2i/d))``, ``PE[pos, 2i+1] = cos(...)`` (Vaswani eq. in §3.5): [n, dim]."""
-    check(dim % 2 == 0, "dim", dim, "sinusoidal positions interleave sin and cos, so dim must be even")
+def sinusoidal_positions(n_positions: int, dim: int, base: float = 10_000.0,
+                         layout: str = "interleaved") -> torch.Tensor:
+    """``PE[pos, 2i] = sin(pos / base^(2i/d))``, ``PE[pos, 2i+1] = cos(...)`` (Vaswani §3.5): [n, dim].
+
+    ``layout="halves"`` stores the same numbers as ``[sin(pos·ω_0) … sin(pos·ω_{d/2-1}) | cos(pos·ω_0) …]``, as HF
+    ``MarianSinusoidalPositionalEmbedding`` does: a fixed permutation of the features, so a model trained with
+    one layout equals a model with the other once its first-layer weights are permuted the same way.
+    """
+    check(dim % 2 == 0, "dim", dim, "sinusoidal positions pair sin and cos, so dim must be even")
+    check(layout in ("interleaved", "halves"), "layout", layout, "must be 'interleaved' or 'halves'")
     pos = torch.arange(n_positions, dtype=torch.float32)[:, None]
-    angle = pos * base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # [n, dim/2]
+    angle = pos * base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # [n, dim/2]: pos · ω_i
+    if layout == "halves":
+        return torch.cat([angle.sin(), angle.cos()], dim=-1)  # sin ... sin, cos ... cos
     return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-2)  # sin, cos, sin, cos, ...
 
 
