@@ -63,7 +63,10 @@ class ModelConfig:
     mlp_bias: bool = False
     qk_norm: bool = False  # Qwen3: RMSNorm over head_dim of q and k, before RoPE
     tie_word_embeddings: bool = False
-    sliding_window: int | None = None  # W keys including the query itself
+    sliding_window: int | None = None  # W keys including the query itself (every layer, or the "local" ones)
+    layer_types: tuple[str, ...] = ()  # per layer "global" (dense causal) or "local" (window); () = all alike
+    attention_scale: float | None = None  # score scale; None = 1/sqrt(head_dim); GPT-Neo: 1.0 (no scaling)
+    attention_out_bias: bool | None = None  # bias on the output projection; None = attention_bias
     dropout: float = 0.0
     # mixture of experts (Qwen3-MoE, DeepSeek)
     num_experts: int = 0
@@ -96,6 +99,7 @@ class ModelConfig:
         if self.rope_scaling is not None:
             object.__setattr__(self, "rope_scaling", normalize_rope_scaling(self.rope_scaling))
         object.__setattr__(self, "mlp_only_layers", tuple(self.mlp_only_layers))
+        object.__setattr__(self, "layer_types", tuple(self.layer_types))
         validate(self)
 
     def replace(self, **changes: Any) -> "ModelConfig":
@@ -121,6 +125,10 @@ class ModelConfig:
         if self.arch == "deepseek":
             return i >= self.first_k_dense_replace
         return i not in self.mlp_only_layers and (i + 1) % self.decoder_sparse_step == 0
+
+    def layer_window(self, i: int) -> int | None:
+        """The sliding window of layer ``i``: ``sliding_window`` unless ``layer_types[i]`` is "global"."""
+        return None if self.layer_types and self.layer_types[i] == "global" else self.sliding_window
 
     @property
     def rope_dim(self) -> int:
@@ -194,6 +202,15 @@ def validate(cfg: ModelConfig) -> None:
               "RoPE rotates pairs of dimensions, so it must be even")
     if cfg.sliding_window is not None:
         check_int(cfg.sliding_window, "sliding_window", minimum=1)
+    if cfg.layer_types:
+        check(len(cfg.layer_types) == cfg.num_layers and set(cfg.layer_types) <= {"global", "local"}, "layer_types",
+              cfg.layer_types, f"one of 'global' / 'local' per layer ({cfg.num_layers} layers)")
+        check("local" not in cfg.layer_types or cfg.sliding_window is not None, "sliding_window", None,
+              "local layers need a window")
+    check(cfg.attention_scale is None or (_is_number(cfg.attention_scale) and cfg.attention_scale > 0),
+          "attention_scale", cfg.attention_scale, "must be None (1/sqrt(head_dim)) or a number > 0")
+    check(cfg.attention_out_bias in (None, True, False), "attention_out_bias", cfg.attention_out_bias,
+          "must be None, True or False")
     if cfg.context_length is not None:
         check_int(cfg.context_length, "context_length", minimum=1)
     if cfg.is_moe:
@@ -229,10 +246,20 @@ def _context(report: str | None) -> int | None:
     return {"32K": 32_768, "128K": 131_072}.get(report) if report else None
 
 
+def _gpt3_heads(name: str, f: dict) -> tuple[int, int]:
+    """(heads, head_dim) of a GPT-3 size. Table 2.1 prints XL as 24 heads x 128 = 3,072 != d_model 2,048, which no
+    whole head size reconciles; its published 1.3B (and the 12·L·d² cross-check) needs attention as wide as
+    d_model, so the preset takes the 16 heads of 128 of GPT-Neo 1.3B, EleutherAI's replica of this size."""
+    if f["n_heads"] * f["d_head"] != f["d_model"] and name == "gpt3-xl":
+        return 16, f["d_model"] // 16
+    return f["n_heads"], f["d_head"]
+
+
 def _gpt3(name: str, f: dict) -> ModelConfig:
+    heads, head_dim = _gpt3_heads(name, f)
     return ModelConfig(
         arch="gpt2", name=name, family=f["family"], hidden_size=f["d_model"], num_layers=f["n_layers"],
-        num_heads=f["n_heads"], head_dim=f["d_head"], intermediate_size=f["d_ff"], vocab_size=f["vocab_size"],
+        num_heads=heads, head_dim=head_dim, intermediate_size=f["d_ff"], vocab_size=f["vocab_size"],
         max_position_embeddings=f["n_ctx"], norm="layernorm", norm_eps=1e-5, position="learned",
         activation="gelu_tanh", gated_mlp=False, attention_bias=True, mlp_bias=True, tie_word_embeddings=True,
         facts=f)

@@ -20,6 +20,12 @@ from .models import build_model
 Transform = Callable[[torch.Tensor], torch.Tensor]
 _SAME: Transform = lambda t: t  # noqa: E731
 
+
+def _plain(names: dict[str, str]) -> dict[str, list[tuple[str, Transform]]]:
+    """A one-to-one name map (no reshaping): ``{hf_name: our_name}`` -> the form ``load_state`` takes."""
+    return {hf: [(us, _SAME)] for hf, us in names.items()}
+
+
 ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu",
                "silu": "silu", "swish": "silu"}
 
@@ -54,6 +60,35 @@ def _gpt2_config(c: dict) -> ModelConfig:
         max_position_embeddings=c["n_positions"], norm="layernorm", norm_eps=c.get("layer_norm_epsilon", 1e-5),
         position="learned", activation=_activation(c.get("activation_function", "gelu_new")), gated_mlp=False,
         attention_bias=True, mlp_bias=True, tie_word_embeddings=c.get("tie_word_embeddings", True))
+
+
+def _openai_gpt_config(c: dict) -> ModelConfig:
+    """HF ``OpenAIGPTConfig`` (GPT-1): post-LN, no final norm. Its ``afn="gelu"`` is the tanh approximation (HF's
+    ``modeling_openai.ACT_FNS`` maps "gelu" to ``gelu_new``), unlike ``hidden_act="gelu"`` elsewhere (exact erf)."""
+    afn = {"gelu": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
+    check(c.get("afn", "gelu") in afn, "afn", c.get("afn"), f"supported: {sorted(afn)}")
+    h = c["n_embd"]
+    return ModelConfig(
+        arch="gpt", name=c.get("_name_or_path") or "openai-gpt", family="GPT", hidden_size=h, num_layers=c["n_layer"],
+        num_heads=c["n_head"], intermediate_size=4 * h, vocab_size=c["vocab_size"],
+        max_position_embeddings=c["n_positions"], norm="layernorm", norm_eps=c.get("layer_norm_epsilon", 1e-5),
+        pre_norm=False, position="learned", activation=afn[c.get("afn", "gelu")], gated_mlp=False,
+        attention_bias=True, mlp_bias=True, tie_word_embeddings=True)
+
+
+def _gpt_neo_config(c: dict) -> ModelConfig:
+    """HF ``GPTNeoConfig``: GPT-2's pre-LN block with global and local (window) attention layers, unscaled scores,
+    q/k/v without bias, and Linear (not Conv1D) projections."""
+    h = c["hidden_size"]
+    layers = c.get("attention_layers") or [t for kinds, n in c["attention_types"] for _ in range(n) for t in kinds]
+    return ModelConfig(
+        arch="gpt2", name=c.get("_name_or_path") or "gpt-neo", family="GPT-Neo", hidden_size=h,
+        num_layers=c["num_layers"], num_heads=c["num_heads"], intermediate_size=c.get("intermediate_size") or 4 * h,
+        vocab_size=c["vocab_size"], max_position_embeddings=c["max_position_embeddings"], norm="layernorm",
+        norm_eps=c.get("layer_norm_epsilon", 1e-5), position="learned",
+        activation=_activation(c.get("activation_function", "gelu_new")), gated_mlp=False, attention_bias=False,
+        attention_out_bias=True, attention_scale=1.0, mlp_bias=True, sliding_window=c.get("window_size", 256),
+        layer_types=tuple(layers), tie_word_embeddings=c.get("tie_word_embeddings", True))
 
 
 def _llama_fields(c: dict) -> dict:
@@ -119,9 +154,9 @@ def _bert_config(c: dict) -> ModelConfig:
         attention_bias=True, mlp_bias=True, tie_word_embeddings=True)
 
 
-CONFIG_READERS: dict[str, Callable[[dict], ModelConfig]] = {"marian": _marian_config, "bert": _bert_config,
-                                                            "gpt2": _gpt2_config, "llama": _llama_config,
-                                                            "qwen3": _llama_config, "qwen3_moe": _qwen3_moe_config}
+CONFIG_READERS: dict[str, Callable[[dict], ModelConfig]] = {
+    "marian": _marian_config, "bert": _bert_config, "openai-gpt": _openai_gpt_config, "gpt2": _gpt2_config,
+    "gpt_neo": _gpt_neo_config, "llama": _llama_config, "qwen3": _llama_config, "qwen3_moe": _qwen3_moe_config}
 
 
 def config_from_hf(c: dict) -> ModelConfig:
@@ -131,18 +166,20 @@ def config_from_hf(c: dict) -> ModelConfig:
     return CONFIG_READERS[kind](c)
 
 
-def _gpt2_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
-    """HF GPT-2 uses Conv1D, whose weight is [in, out]: transpose to nn.Linear's [out, in]. ``c_attn`` holds
-    q, k, v side by side."""
+def _gpt2_names(cfg: ModelConfig, embed: str = "transformer.wte", positions: str = "transformer.wpe",
+                final_norm: str | None = "transformer.ln_f") -> dict[str, list[tuple[str, Transform]]]:
+    """HF GPT-2 (and GPT-1) use Conv1D, whose weight is [in, out]: transpose to nn.Linear's [out, in]. ``c_attn``
+    holds q, k, v side by side."""
     h = cfg.hidden_size
     T: Transform = lambda t: t.t()  # noqa: E731
 
     def part(i: int, weight: bool) -> Transform:
         return (lambda t: t[:, i * h:(i + 1) * h].t()) if weight else (lambda t: t[i * h:(i + 1) * h])
 
-    names = {"transformer.wte.weight": [("embed.weight", _SAME)], "transformer.wpe.weight": [("pos_embed.weight", _SAME)],
-             "transformer.ln_f.weight": [("norm.weight", _SAME)], "transformer.ln_f.bias": [("norm.bias", _SAME)],
+    names = {f"{embed}.weight": [("embed.weight", _SAME)], f"{positions}.weight": [("pos_embed.weight", _SAME)],
              "lm_head.weight": [("lm_head.weight", _SAME)]}
+    if final_norm:
+        names |= {f"{final_norm}.{k}": [(f"norm.{k}", _SAME)] for k in ("weight", "bias")}
     for i in range(cfg.num_layers):
         hf, us = f"transformer.h.{i}.", f"blocks.{i}."
         for kind in ("weight", "bias"):
@@ -154,6 +191,28 @@ def _gpt2_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
             names[hf + f"ln_1.{kind}"] = [(us + f"attn_norm.{kind}", _SAME)]
             names[hf + f"ln_2.{kind}"] = [(us + f"mlp_norm.{kind}", _SAME)]
     return names
+
+
+def _openai_gpt_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
+    """GPT-1: GPT-2's Conv1D layout under other embedding names, and no final LayerNorm."""
+    return _gpt2_names(cfg, "transformer.tokens_embed", "transformer.positions_embed", final_norm=None)
+
+
+def _gpt_neo_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
+    """GPT-Neo: nn.Linear projections (no transpose) under ``attn.attention``; ``out_proj`` has the only bias."""
+    names = {"transformer.wte.weight": "embed.weight", "transformer.wpe.weight": "pos_embed.weight",
+             "transformer.ln_f.weight": "norm.weight", "transformer.ln_f.bias": "norm.bias",
+             "lm_head.weight": "lm_head.weight"}
+    for i in range(cfg.num_layers):
+        hf, us = f"transformer.h.{i}.", f"blocks.{i}."
+        names |= {hf + f"attn.attention.{p}_proj.weight": us + f"attn.{p}_proj.weight" for p in "qkv"}
+        for kind in ("weight", "bias"):
+            names[hf + f"attn.attention.out_proj.{kind}"] = us + f"attn.o_proj.{kind}"
+            names[hf + f"mlp.c_fc.{kind}"] = us + f"mlp.fc_in.{kind}"
+            names[hf + f"mlp.c_proj.{kind}"] = us + f"mlp.fc_out.{kind}"
+            names[hf + f"ln_1.{kind}"] = us + f"attn_norm.{kind}"
+            names[hf + f"ln_2.{kind}"] = us + f"mlp_norm.{kind}"
+    return _plain(names)
 
 
 def _llama_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
@@ -198,10 +257,6 @@ def _qwen3_moe_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]
         names[hf + "experts.down_proj"] = [(us + f"experts.{e}.down_proj.weight", pick(e))
                                            for e in range(cfg.num_experts)]
     return names
-
-
-def _plain(names: dict[str, str]) -> dict[str, list[tuple[str, Transform]]]:
-    return {hf: [(us, _SAME)] for hf, us in names.items()}
 
 
 def _marian_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
@@ -255,13 +310,15 @@ def _bert_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
     return _plain(names)
 
 
-NAME_MAPS = {"transformer": _marian_names, "bert": _bert_names, "gpt2": _gpt2_names, "llama": _llama_names,
-             "qwen3": _llama_names, "qwen3_moe": _qwen3_moe_names}
+# keyed by HF model_type, like CONFIG_READERS
+NAME_MAPS = {"marian": _marian_names, "bert": _bert_names, "openai-gpt": _openai_gpt_names, "gpt2": _gpt2_names,
+             "gpt_neo": _gpt_neo_names, "llama": _llama_names, "qwen3": _llama_names, "qwen3_moe": _qwen3_moe_names}
 # parameters a checkpoint may lack: BertModel has no pre-training heads; Marian may omit its zero logits bias
-OPTIONAL = {"bert": ("heads.",), "transformer": ("final_logits_bias",)}
+OPTIONAL = {"bert": ("heads.",), "marian": ("final_logits_bias",)}
 # buffers some exporters write that carry no weights: causal-mask tables, position ids, fixed sinusoid tables and
 # RoPE frequencies
-_IGNORED = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq", "embeddings.position_ids",
+_IGNORED = (".attn.bias", ".attn.masked_bias", ".attn.attention.bias", ".attn.attention.masked_bias",
+            "rotary_emb.inv_freq", "embeddings.position_ids",
             "embed_positions.weight")
 
 
@@ -348,7 +405,7 @@ def non_trivial_weights(model: nn.Module, seed: int = 0) -> nn.Module:
 def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The llmviz model for an HF checkpoint directory, in eval mode (weights cast to ``dtype``).
 
-    Supported ``model_type``: bert, marian, gpt2, llama, qwen3, qwen3_moe. Reads single or sharded safetensors; never unpickles.
+    Supported ``model_type``: bert, marian, openai-gpt, gpt2, gpt_neo, llama, qwen3, qwen3_moe. Reads single or sharded safetensors; never unpickles.
     """
     directory = Path(path)
     check((directory / "config.json").exists(), "path", str(path), "must be a directory with config.json and "
@@ -356,5 +413,6 @@ def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     hf_config = json.loads((directory / "config.json").read_text())
     cfg = config_from_hf(hf_config)
     model = build_model(cfg).to(dtype)
-    load_state(model, read_safetensors(directory), NAME_MAPS[cfg.arch](cfg), dtype, OPTIONAL.get(cfg.arch, ()))
+    kind = hf_config["model_type"]
+    load_state(model, read_safetensors(directory), NAME_MAPS[kind](cfg), dtype, OPTIONAL.get(kind, ()))
     return model.eval()

@@ -110,12 +110,17 @@ FIELD_MAP = {"hidden_size": "hidden_size", "num_hidden_layers": "num_layers", "n
              "d_head": "head_dim", "d_ff": "intermediate_size", "N": "num_layers", "h": "num_heads"}
 
 
+# GPT-3 XL's printed heads x d_head (24 x 128 = 3,072) contradict its d_model 2,048; the preset uses 16 x 128
+# (test_stats.py::test_gpt3_xl_table_is_inconsistent checks both the printed and the preset values).
+INCONSISTENT = {"gpt3-xl": {"n_heads", "d_head"}}
+
+
 @pytest.mark.parametrize("name", [k for k in FACTS if k != "instructgpt"])
 def test_every_facts_field_reaches_the_config(name):
     cfg, f = get_config(name), FACTS[name]
     checked = 0
     for key, attr in FIELD_MAP.items():
-        if f.get(key) is not None:
+        if f.get(key) is not None and key not in INCONSISTENT.get(name, ()):
             assert getattr(cfg, attr) == f[key], f"{name}: {key}={f[key]} but cfg.{attr}={getattr(cfg, attr)}"
             checked += 1
     assert checked >= 3

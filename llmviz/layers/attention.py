@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .._checks import check, check_int
 from .norm import RMSNorm
 from .position import apply_rope
 
@@ -70,7 +71,7 @@ class Attention(nn.Module):
 
     def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int | None = None, head_dim: int | None = None,
                  bias: bool = False, qk_norm: bool = False, norm_eps: float = 1e-6, scale: float | None = None,
-                 sliding_window: int | None = None, dropout: float = 0.0) -> None:
+                 sliding_window: int | None = None, dropout: float = 0.0, out_bias: bool | None = None) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
@@ -80,7 +81,7 @@ class Attention(nn.Module):
         self.q_proj = nn.Linear(hidden_size, num_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(hidden_size, self.num_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(hidden_size, self.num_kv_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(num_heads * self.head_dim, hidden_size, bias=bias)
+        self.o_proj = nn.Linear(num_heads * self.head_dim, hidden_size, bias=bias if out_bias is None else out_bias)
         self.q_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None  # one weight shared by all heads
         self.k_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
         self.keep_weights = False  # set True to store .logits and .weights of the next forward (viewers)
@@ -118,7 +119,11 @@ class Attention(nn.Module):
         gqa = self.num_kv_heads != self.num_heads
         drop = self.dropout if self.training else 0.0
         plain = self.sliding_window is None and (q_len == k_len or q_len == 1)  # SDPA's own causal flag suffices
-        if mask is None and not self.keep_weights and (plain or not causal):
+        banded = (causal and self.sliding_window is not None and q_len == k_len and q_len >= 4 * self.sliding_window
+                  and drop == 0.0)  # a narrow band: compute only its scores
+        if mask is None and not self.keep_weights and banded:
+            out = banded_attention(q, k, v, self.sliding_window, self.scale)
+        elif mask is None and not self.keep_weights and (plain or not causal):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=causal and q_len > 1, scale=self.scale,
                                                  enable_gqa=gqa, dropout_p=drop)
         else:
@@ -139,3 +144,45 @@ class Attention(nn.Module):
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale, enable_gqa=gqa,
                                                      dropout_p=drop).masked_fill(empty, 0.0)
         return self.o_proj(rearrange(out, "b h t d -> b t (h d)"))
+
+
+def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, scale: float | None = None,
+                     block: int | None = None) -> torch.Tensor:
+    """Causal sliding-window attention that computes only the scores inside the band (Beltagy et al. 2020 §3.2;
+    GPT-3's "locally banded" layers, Brown et al. 2020 §2.1). Equals SDPA with ``masks.sliding_window(T, window)``.
+
+    q [B, H, T, D]; k, v [B, H_kv, T, D] with H a multiple of H_kv (query head h reads KV head h // (H / H_kv)).
+    ``window`` keys per query, the query itself included (key j is seen by query i iff i - window < j <= i).
+
+    The queries are cut into blocks of ``block`` rows (default ``min(window, 128)``). Block b needs the keys
+    ``[b·block - window + 1, (b + 1)·block)``: ``block + window - 1`` of them, read from the (front-padded) keys as
+    an overlapping strided view (``Tensor.unfold``, no gather). Each block then runs one small SDPA with the band
+    mask, so the work is ``T · (block + window - 1)`` scores instead of SDPA's ``T²`` (the mask alone saves nothing:
+    SDPA with a boolean mask still computes every score). Output [B, H, T, D].
+    """
+    check(isinstance(q, torch.Tensor) and q.dim() == 4, "q.shape", tuple(getattr(q, "shape", ())), "must be [B, H, T, D]")
+    B, H, T, D = q.shape
+    check(k.dim() == 4 and k.shape == v.shape and k.shape[0] == B and k.shape[2:] == (T, D), "k.shape", tuple(k.shape),
+          f"k and v must be [B={B}, H_kv, T={T}, D={D}] (causal self-attention: as many keys as queries)")
+    H_kv = k.shape[1]
+    check(H % H_kv == 0, "k.shape[1]", H_kv, f"the query heads H={H} must be a multiple of the KV heads")
+    check_int(window, "window", minimum=1)
+    block = min(window, 128) if block is None else check_int(block, "block", minimum=1)
+    scale = D ** -0.5 if scale is None else scale
+    L = block + window - 1                                            # keys a block of queries can reach
+    nb = -(-T // block)                                               # number of query blocks (ceil)
+    pad_end = nb * block - T
+    # keys padded with window - 1 zeros in front (positions < 0) and to a whole number of blocks at the end
+    kp = F.pad(k, (0, 0, window - 1, pad_end))                        # [B, H_kv, window - 1 + nb·block, D]
+    vp = F.pad(v, (0, 0, window - 1, pad_end))
+    k_win = kp.unfold(2, L, block).transpose(-1, -2)                  # [B, H_kv, nb, L, D] (a view)
+    v_win = vp.unfold(2, L, block).transpose(-1, -2)
+    rep = H // H_kv
+    qb = F.pad(q, (0, 0, 0, pad_end)).view(B, H_kv, rep, nb, block, D)   # query head h = g·rep + r
+    r = torch.arange(block, device=q.device)[:, None]                 # query row in its block
+    c = torch.arange(L, device=q.device)[None, :]                     # key column in the block's window
+    band = (c >= r) & (c <= r + window - 1)                           # [block, L]: i - window < j <= i
+    absolute = torch.arange(nb, device=q.device)[:, None, None] * block + c - (window - 1)   # key position j
+    allowed = band & (absolute >= 0)                                  # [nb, block, L]: no padded front keys
+    out = F.scaled_dot_product_attention(qb, k_win[:, :, None], v_win[:, :, None], attn_mask=allowed, scale=scale)
+    return out.reshape(B, H, nb * block, D)[:, :, :T]

@@ -24,16 +24,20 @@ class DecoderLM(nn.Module):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed.weight  # one Parameter: logits = h @ W_emb^T
 
-    def init_weights(self) -> "DecoderLM":
+    residual_scaling = True  # GPT-2's 1/sqrt(2N) on the residual projections (GPT-1 has none)
+
+    def init_weights(self, residual_scaling: bool | None = None) -> "DecoderLM":
         """GPT-2 initialisation (§2.3): N(0, 0.02) weights, zero biases, and the projections that write into
-        the residual stream scaled by 1/sqrt(2·layers). Subclasses call it after building ``blocks``."""
+        the residual stream scaled by 1/sqrt(2·layers) (unless ``residual_scaling`` is False; default: the class's
+        ``residual_scaling``). Subclasses call it after building ``blocks``."""
         residual = ("o_proj.weight", "fc_out.weight", "down_proj.weight")
         std = 0.02
+        scaled = self.residual_scaling if residual_scaling is None else residual_scaling
         for name, p in self.named_parameters():
             if name.endswith("bias"):
                 nn.init.zeros_(p)
             elif p.dim() >= 2:
-                scale = (2 * self.cfg.num_layers) ** -0.5 if name.endswith(residual) else 1.0
+                scale = (2 * self.cfg.num_layers) ** -0.5 if scaled and name.endswith(residual) else 1.0
                 nn.init.normal_(p, mean=0.0, std=std * scale)
         return self
 
