@@ -148,17 +148,18 @@ class Attention(nn.Module):
 
 def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, scale: float | None = None,
                      block: int | None = None) -> torch.Tensor:
-    """Causal sliding-window attention that computes only the scores inside the band (Beltagy et al. 2020 §3.2;
+    """Causal sliding-window attention that computes only the scores near the band (Beltagy et al. 2020 §3.2;
     GPT-3's "locally banded" layers, Brown et al. 2020 §2.1). Equals SDPA with ``masks.sliding_window(T, window)``.
 
     q [B, H, T, D]; k, v [B, H_kv, T, D] with H a multiple of H_kv (query head h reads KV head h // (H / H_kv)).
     ``window`` keys per query, the query itself included (key j is seen by query i iff i - window < j <= i).
 
-    The queries are cut into blocks of ``block`` rows (default ``min(window, 128)``). Block b needs the keys
-    ``[b·block - window + 1, (b + 1)·block)``: ``block + window - 1`` of them, read from the (front-padded) keys as
-    an overlapping strided view (``Tensor.unfold``, no gather). Each block then runs one small SDPA with the band
-    mask, so the work is ``T · (block + window - 1)`` scores instead of SDPA's ``T²`` (the mask alone saves nothing:
-    SDPA with a boolean mask still computes every score). Output [B, H, T, D].
+    The queries are cut into blocks of ``block`` rows (default: the window, between 16 and 64). Block b needs only
+    the ``block + window - 1`` keys ending at its last row; they are read from k and v as an overlapping strided
+    view (``Tensor.unfold``: no gather, no copy), and all blocks go through one SDPA call with the same
+    [block, block + window - 1] band mask. The first rows, whose window would reach before position 0, are a small
+    dense SDPA. Work: ``T · (block + window - 1)`` scores instead of SDPA's ``T²`` (a mask alone saves nothing:
+    SDPA with a boolean mask still computes every score); memory grows linearly in T. Output [B, H, T, D].
     """
     check(isinstance(q, torch.Tensor) and q.dim() == 4, "q.shape", tuple(getattr(q, "shape", ())), "must be [B, H, T, D]")
     B, H, T, D = q.shape
@@ -167,22 +168,26 @@ def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: 
     H_kv = k.shape[1]
     check(H % H_kv == 0, "k.shape[1]", H_kv, f"the query heads H={H} must be a multiple of the KV heads")
     check_int(window, "window", minimum=1)
-    block = min(window, 128) if block is None else check_int(block, "block", minimum=1)
+    block = max(16, min(64, window)) if block is None else check_int(block, "block", minimum=1)
     scale = D ** -0.5 if scale is None else scale
-    L = block + window - 1                                            # keys a block of queries can reach
-    nb = -(-T // block)                                               # number of query blocks (ceil)
-    pad_end = nb * block - T
-    # keys padded with window - 1 zeros in front (positions < 0) and to a whole number of blocks at the end
-    kp = F.pad(k, (0, 0, window - 1, pad_end))                        # [B, H_kv, window - 1 + nb·block, D]
-    vp = F.pad(v, (0, 0, window - 1, pad_end))
-    k_win = kp.unfold(2, L, block).transpose(-1, -2)                  # [B, H_kv, nb, L, D] (a view)
-    v_win = vp.unfold(2, L, block).transpose(-1, -2)
-    rep = H // H_kv
-    qb = F.pad(q, (0, 0, 0, pad_end)).view(B, H_kv, rep, nb, block, D)   # query head h = g·rep + r
+    gqa = H != H_kv
+    head = min(T, -(-(window - 1) // block) * block)                # rows whose window starts before position 0
+    first = F.scaled_dot_product_attention(q[:, :, :head], k[:, :, :head], v[:, :, :head], scale=scale, enable_gqa=gqa,
+                                           attn_mask=causal_mask(head, head, window, q.device))
+    if head == T:
+        return first
+    L, rep = block + window - 1, H // H_kv                            # keys per block, query heads per KV head
+    nb = -(-(T - head) // block)
+    pad = nb * block - (T - head)                                     # zero rows at the end: beyond every real query
+    k_tail = F.pad(k[:, :, head - window + 1:], (0, 0, 0, pad))       # [B, H_kv, window - 1 + nb·block, D]
+    v_tail = F.pad(v[:, :, head - window + 1:], (0, 0, 0, pad))
+    k_win = k_tail.unfold(2, L, block).transpose(-1, -2).flatten(0, 1)   # [B·H_kv, nb, L, D]: a strided view
+    v_win = v_tail.unfold(2, L, block).transpose(-1, -2).flatten(0, 1)
+    qb = F.pad(q[:, :, head:], (0, 0, 0, pad)).view(B, H_kv, rep, nb, block, D)
+    qb = qb.transpose(2, 3).reshape(B * H_kv, nb, rep * block, D)     # the rep heads of a group share the keys
     r = torch.arange(block, device=q.device)[:, None]                 # query row in its block
     c = torch.arange(L, device=q.device)[None, :]                     # key column in the block's window
-    band = (c >= r) & (c <= r + window - 1)                           # [block, L]: i - window < j <= i
-    absolute = torch.arange(nb, device=q.device)[:, None, None] * block + c - (window - 1)   # key position j
-    allowed = band & (absolute >= 0)                                  # [nb, block, L]: no padded front keys
-    out = F.scaled_dot_product_attention(qb, k_win[:, :, None], v_win[:, :, None], attn_mask=allowed, scale=scale)
-    return out.reshape(B, H, nb * block, D)[:, :, :T]
+    band = ((c >= r) & (c <= r + window - 1)).repeat(rep, 1)          # i - window < j <= i, [rep·block, L]
+    out = F.scaled_dot_product_attention(qb, k_win, v_win, attn_mask=band, scale=scale)
+    out = out.view(B, H_kv, nb, rep, block, D).transpose(2, 3).reshape(B, H, nb * block, D)
+    return torch.cat([first, out[:, :, :T - head]], dim=2)
