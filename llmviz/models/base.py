@@ -56,6 +56,11 @@ class DecoderLM(nn.Module):
         attention_mask: [B, T_cached + T] with 1 for real tokens and 0 for padding (HF convention), or a bool
         [B, T, T_cached + T] of allowed query-key pairs (e.g. ``llmviz.masks.document``), combined with causality.
         """
+        return self.lm_head(self.hidden_states(input_ids, cache, attention_mask))
+
+    def hidden_states(self, input_ids: torch.Tensor, cache: list[KVCache] | None = None,
+                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The last layer's output after the final norm, [B, T, hidden] (what the LM head and a reward head read)."""
         check(input_ids.dim() == 2, "input_ids.shape", tuple(input_ids.shape), "must be [batch, seq_len]")
         start = len(cache[0]) if cache else 0
         B, T = input_ids.shape
@@ -74,4 +79,4 @@ class DecoderLM(nn.Module):
         x, extra = self._block_inputs(positions, self.embed(input_ids))
         for i, block in enumerate(self.blocks):
             x = block(x, mask=mask, cache=cache[i] if cache else None, **extra)
-        return self.lm_head(self.norm(x))
+        return self.norm(x)
