@@ -6,6 +6,7 @@ has a name map from HF's parameter names to ours, which doubles as a table of wh
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -154,9 +155,33 @@ def _bert_config(c: dict) -> ModelConfig:
         attention_bias=True, mlp_bias=True, tie_word_embeddings=True)
 
 
+def _deepseek_v3_config(c: dict) -> ModelConfig:
+    """HF ``DeepseekV3Config``: MLA (``q_lora_rank`` null = a plain q_proj), the sigmoid group-limited router,
+    ``first_k_dense_replace`` dense layers, YaRN on the decoupled RoPE dimensions (interleaved unless
+    ``rope_interleave`` is false)."""
+    theta, scaling = _rope(c)
+    heads = c["num_attention_heads"]
+    return ModelConfig(
+        arch="deepseek", name=c.get("_name_or_path") or "deepseek_v3", family="DeepSeek", hidden_size=c["hidden_size"],
+        num_layers=c["num_hidden_layers"], num_heads=heads, num_kv_heads=c.get("num_key_value_heads") or heads,
+        head_dim=c["qk_nope_head_dim"] + c["qk_rope_head_dim"], intermediate_size=c["intermediate_size"],
+        vocab_size=c["vocab_size"], max_position_embeddings=c["max_position_embeddings"],
+        norm_eps=c.get("rms_norm_eps", 1e-6), rope_theta=theta, rope_scaling=scaling,
+        rope_interleaved=bool(c.get("rope_interleave", True)), activation=_activation(c.get("hidden_act", "silu")),
+        attention_bias=c.get("attention_bias", False), tie_word_embeddings=c.get("tie_word_embeddings", False),
+        num_experts=c.get("n_routed_experts") or c.get("num_local_experts"), num_experts_per_tok=c["num_experts_per_tok"],
+        moe_intermediate_size=c["moe_intermediate_size"], norm_topk_prob=bool(c.get("norm_topk_prob", True)),
+        num_shared_experts=c.get("n_shared_experts") or 0, first_k_dense_replace=c.get("first_k_dense_replace", 0),
+        n_group=c.get("n_group") or 1, topk_group=c.get("topk_group") or 1,
+        routed_scaling_factor=float(c.get("routed_scaling_factor", 1.0)), scoring_func="sigmoid",
+        kv_lora_rank=c["kv_lora_rank"], q_lora_rank=c.get("q_lora_rank") or 0,
+        qk_rope_head_dim=c["qk_rope_head_dim"], qk_nope_head_dim=c["qk_nope_head_dim"], v_head_dim=c["v_head_dim"])
+
+
 CONFIG_READERS: dict[str, Callable[[dict], ModelConfig]] = {
     "marian": _marian_config, "bert": _bert_config, "openai-gpt": _openai_gpt_config, "gpt2": _gpt2_config,
-    "gpt_neo": _gpt_neo_config, "llama": _llama_config, "qwen3": _llama_config, "qwen3_moe": _qwen3_moe_config}
+    "gpt_neo": _gpt_neo_config, "llama": _llama_config, "qwen3": _llama_config, "qwen3_moe": _qwen3_moe_config,
+    "deepseek_v3": _deepseek_v3_config}
 
 
 def config_from_hf(c: dict) -> ModelConfig:
@@ -233,11 +258,10 @@ def _llama_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
     return names
 
 
-def _qwen3_moe_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
-    """Qwen3 names plus, on MoE layers, the router (HF ``mlp.gate``) and the experts: hub checkpoints store one
-    tensor per expert; transformers 5 in memory fuses them (``gate_up_proj [E, 2I, H]``, gate first, and
-    ``down_proj [E, H, I]``). Both are read."""
-    names = _llama_names(cfg)
+def _moe_names(cfg: ModelConfig, names: dict[str, list[tuple[str, Transform]]]) -> dict:
+    """On MoE layers: the router (HF ``mlp.gate``, with DeepSeek-V3's ``e_score_correction_bias``), the shared
+    experts if any, and the routed experts: hub checkpoints store one tensor per expert; transformers 5 in memory
+    fuses them (``gate_up_proj [E, 2I, H]``, gate first, and ``down_proj [E, H, I]``). Both are read."""
     I = cfg.moe_intermediate_size
 
     def pick(e: int, rows: slice | None = None) -> Transform:
@@ -247,7 +271,9 @@ def _qwen3_moe_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]
         hf, us = f"model.layers.{i}.mlp.", f"blocks.{i}.mlp."
         for p in ("gate", "up", "down"):
             names.pop(f"model.layers.{i}.mlp.{p}_proj.weight", None)
+            names[hf + f"shared_experts.{p}_proj.weight"] = [(us + f"shared_experts.{p}_proj.weight", _SAME)]
         names[hf + "gate.weight"] = [(us + "router.weight", _SAME)]
+        names[hf + "gate.e_score_correction_bias"] = [(us + "router.e_score_correction_bias", _SAME)]
         for e in range(cfg.num_experts):
             for p in ("gate", "up", "down"):
                 names[hf + f"experts.{e}.{p}_proj.weight"] = [(us + f"experts.{e}.{p}_proj.weight", _SAME)]
@@ -257,6 +283,26 @@ def _qwen3_moe_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]
         names[hf + "experts.down_proj"] = [(us + f"experts.{e}.down_proj.weight", pick(e))
                                            for e in range(cfg.num_experts)]
     return names
+
+
+def _qwen3_moe_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
+    """Qwen3 names plus the MoE layers' router and experts."""
+    return _moe_names(cfg, _llama_names(cfg))
+
+
+def _deepseek_v3_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
+    """Llama's layout with MLA's projections in place of q/k/v (the same leaf names as HF
+    ``DeepseekV3Attention``) and DeepSeekMoE (shared + routed experts) from ``first_k_dense_replace`` on."""
+    names = _llama_names(cfg)
+    mla = ["q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"]
+    for i in range(cfg.num_layers):
+        hf, us = f"model.layers.{i}.self_attn.", f"blocks.{i}.attn."
+        for p in ("q", "k", "v", "o"):
+            for kind in ("weight", "bias"):
+                names.pop(hf + f"{p}_proj.{kind}", None)
+        names |= {hf + f"{p}.{kind}": [(us + f"{p}.{kind}", _SAME)] for p in mla for kind in ("weight", "bias")}
+        names |= {hf + f"{n}.weight": [(us + f"{n}.weight", _SAME)] for n in ("q_a_layernorm", "kv_a_layernorm")}
+    return _moe_names(cfg, names)
 
 
 def _marian_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
@@ -312,7 +358,8 @@ def _bert_names(cfg: ModelConfig) -> dict[str, list[tuple[str, Transform]]]:
 
 # keyed by HF model_type, like CONFIG_READERS
 NAME_MAPS = {"marian": _marian_names, "bert": _bert_names, "openai-gpt": _openai_gpt_names, "gpt2": _gpt2_names,
-             "gpt_neo": _gpt_neo_names, "llama": _llama_names, "qwen3": _llama_names, "qwen3_moe": _qwen3_moe_names}
+             "gpt_neo": _gpt_neo_names, "llama": _llama_names, "qwen3": _llama_names, "qwen3_moe": _qwen3_moe_names,
+             "deepseek_v3": _deepseek_v3_names}
 # parameters a checkpoint may lack: BertModel has no pre-training heads; Marian may omit its zero logits bias
 OPTIONAL = {"bert": ("heads.",), "marian": ("final_logits_bias",)}
 # buffers some exporters write that carry no weights: causal-mask tables, position ids, fixed sinusoid tables and
@@ -405,7 +452,9 @@ def non_trivial_weights(model: nn.Module, seed: int = 0) -> nn.Module:
 def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     """The llmviz model for an HF checkpoint directory, in eval mode (weights cast to ``dtype``).
 
-    Supported ``model_type``: bert, marian, openai-gpt, gpt2, gpt_neo, llama, qwen3, qwen3_moe. Reads single or sharded safetensors; never unpickles.
+    Supported ``model_type``: bert, marian, openai-gpt, gpt2, gpt_neo, llama, qwen3, qwen3_moe, deepseek_v3. Reads single
+    or sharded safetensors; never unpickles. Tensors it skips (DeepSeek-V3's MTP layer) are warned about and listed
+    in ``model.skipped_tensors``.
     """
     directory = Path(path)
     check((directory / "config.json").exists(), "path", str(path), "must be a directory with config.json and "
@@ -414,5 +463,18 @@ def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     cfg = config_from_hf(hf_config)
     model = build_model(cfg).to(dtype)
     kind = hf_config["model_type"]
-    load_state(model, read_safetensors(directory), NAME_MAPS[kind](cfg), dtype, OPTIONAL.get(kind, ()))
+    tensors = read_safetensors(directory)
+    model.skipped_tensors = sorted(k for k in tensors if _skipped(kind, cfg, k))
+    if model.skipped_tensors:
+        warnings.warn(f"load_hf: skipped {len(model.skipped_tensors)} tensor(s) that llmviz's {type(model).__name__} "
+                      f"has no place for: DeepSeek-V3's multi-token-prediction layer (e.g. {model.skipped_tensors[0]}); "
+                      "they are listed in model.skipped_tensors", stacklevel=2)
+        tensors = {k: t for k, t in tensors.items() if k not in set(model.skipped_tensors)}
+    load_state(model, tensors, NAME_MAPS[kind](cfg), dtype, OPTIONAL.get(kind, ()))
     return model.eval()
+
+
+def _skipped(kind: str, cfg: ModelConfig, name: str) -> bool:
+    """Tensors reported and skipped rather than refused: the MTP layer that DeepSeek-V3 checkpoints store as
+    ``model.layers.{num_hidden_layers}`` (HF's DeepseekV3ForCausalLM has no place for it either)."""
+    return kind == "deepseek_v3" and name.startswith(f"model.layers.{cfg.num_layers}.")

@@ -30,6 +30,11 @@ class KVCache:
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.shape[2]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the cache holds (keys + values; for MLA the latents and the shared RoPE keys)."""
+        return 0 if self.k is None else self.k.nbytes + self.v.nbytes
+
     def reorder(self, index: torch.Tensor) -> None:
         """Keep the batch rows ``index`` (beam search: each surviving beam continues its parent's cache)."""
         if self.k is not None:

@@ -29,9 +29,9 @@ from torch import nn
 
 from .._checks import check, check_int
 
-__all__ = ["TopKRouter", "DeepSeekV3Router", "make_router", "group_limited_topk", "expert_load",
-           "load_balancing_loss", "global_batch_balancing_loss", "aux_free_bias_update", "max_violation",
-           "expert_capacity", "capacity_drops", "CapacityDrops"]
+__all__ = ["TopKRouter", "DeepSeekV2Router", "DeepSeekV3Router", "make_router", "group_limited_topk", "expert_load",
+           "load_balancing_loss", "global_batch_balancing_loss", "sequence_balance_loss", "aux_free_bias_update",
+           "max_violation", "expert_capacity", "capacity_drops", "CapacityDrops"]
 
 
 def _check_routing(num_experts: int, top_k: int) -> None:
@@ -158,10 +158,50 @@ class DeepSeekV3Router(nn.Module):
                 f"topk_group={self.topk_group}, norm={self.norm_topk_prob}, scale={self.routed_scaling_factor}")
 
 
+class DeepSeekV2Router(nn.Module):
+    """Softmax router with group-limited greedy selection (DeepSeek-V2 §2.2, eq. 20-22 and §3.1.2 device-limited
+    routing; HF ``DeepseekV2TopkRouter`` with ``topk_method="group_limited_greedy"``).
+
+    ``s = softmax(x Wᵀ)`` over all experts (float32); a group's score is its **highest** expert score (V3 uses
+    the sum of the top two); experts outside the ``topk_group`` best groups get score 0; the top-k remaining
+    scores are the gates, **not** renormalised, times ``routed_scaling_factor`` (16 in V2's config)."""
+
+    def __init__(self, hidden_size: int, num_experts: int, top_k: int, n_group: int = 1, topk_group: int = 1,
+                 routed_scaling_factor: float = 1.0) -> None:
+        super().__init__()
+        check_int(hidden_size, "hidden_size", minimum=1)
+        _check_routing(num_experts, top_k)
+        check_int(n_group, "n_group", minimum=1)
+        check(num_experts % n_group == 0, "n_group", n_group, f"num_experts={num_experts} must split into equal groups")
+        check(1 <= topk_group <= n_group and topk_group * (num_experts // n_group) >= top_k, "topk_group", topk_group,
+              f"the {topk_group} chosen groups must hold at least top_k={top_k} experts")
+        self.hidden_size, self.num_experts, self.top_k = hidden_size, num_experts, top_k
+        self.n_group, self.topk_group, self.routed_scaling_factor = n_group, topk_group, float(routed_scaling_factor)
+        self.weight = nn.Parameter(torch.zeros(num_experts, hidden_size, dtype=torch.float32))   # [E, H]
+
+    @classmethod
+    def from_config(cls, cfg) -> "DeepSeekV2Router":
+        return cls(cfg.hidden_size, cfg.num_experts, cfg.num_experts_per_tok, cfg.n_group, cfg.topk_group,
+                   cfg.routed_scaling_factor)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        _check_hidden(x, self.hidden_size)
+        x = x.reshape(-1, self.hidden_size)
+        logits = F.linear(x.float(), self.weight.float())                   # [N, E]
+        scores = logits.softmax(dim=-1)
+        group = scores.view(-1, self.n_group, self.num_experts // self.n_group).amax(dim=-1)   # [N, G]: group max
+        keep = torch.zeros_like(group).scatter_(1, group.topk(self.topk_group, dim=-1)[1], 1.0)
+        scores = scores * keep.repeat_interleave(self.num_experts // self.n_group, dim=1)       # 0 outside
+        weights, indices = scores.topk(self.top_k, dim=-1)
+        return logits, weights * self.routed_scaling_factor, indices
+
+
 def make_router(cfg) -> nn.Module:
-    """The router a config asks for: ``scoring_func="sigmoid"`` → :class:`DeepSeekV3Router`, else
-    :class:`TopKRouter`."""
-    return (DeepSeekV3Router if cfg.scoring_func == "sigmoid" else TopKRouter).from_config(cfg)
+    """The router a config asks for: ``scoring_func="sigmoid"`` → :class:`DeepSeekV3Router`; a softmax DeepSeek
+    (V2) → :class:`DeepSeekV2Router`; else :class:`TopKRouter` (Qwen3-MoE)."""
+    if cfg.scoring_func == "sigmoid":
+        return DeepSeekV3Router.from_config(cfg)
+    return (DeepSeekV2Router if cfg.arch == "deepseek" else TopKRouter).from_config(cfg)
 
 
 # ----------------------------------------------------------------------------------------------- balancing losses
@@ -249,6 +289,25 @@ def global_batch_balancing_loss(micro_batches: Sequence, num_experts: int, top_k
     f = (global_counts.detach().float() * top_k / global_counts.sum()).to(stats[0][1].device)   # Σ f = k
     losses = [num_experts * torch.sum(f * (prob_sum / rows)) for _, prob_sum, rows in stats]
     return torch.stack(losses).mean()
+
+
+def sequence_balance_loss(router_logits: torch.Tensor, indices: torch.Tensor, alpha: float) -> torch.Tensor:
+    """DeepSeek-V3's complementary sequence-wise balance loss (§2.1.2, eq. 17-20), per sequence then averaged:
+    ``α Σ_i f_i P_i`` with ``f_i = E / (k T) · #(tokens of the sequence routed to i)`` and ``P_i`` the mean over the
+    sequence of the normalised affinities ``s'_{i,t} = s_{i,t} / Σ_j s_{j,t}`` (``s = sigmoid(logits)``). It is
+    ``α`` when a sequence is perfectly balanced. router_logits [B, T, E], indices [B, T, k]."""
+    check(isinstance(router_logits, torch.Tensor) and router_logits.dim() == 3, "router_logits.shape",
+          tuple(getattr(router_logits, "shape", ())), "must be [batch, seq_len, num_experts]")
+    B, T, E = router_logits.shape
+    check(isinstance(indices, torch.Tensor) and indices.dim() == 3 and indices.shape[:2] == (B, T), "indices.shape",
+          tuple(getattr(indices, "shape", ())), f"must be [batch={B}, seq_len={T}, top_k]")
+    check(isinstance(alpha, (int, float)) and alpha >= 0, "alpha", alpha, "must be >= 0")
+    k = indices.shape[-1]
+    counts = F.one_hot(indices, E).sum(dim=(1, 2)).float()                            # [B, E]
+    f = counts * E / (k * T)
+    s = router_logits.float().sigmoid()
+    P = (s / s.sum(-1, keepdim=True)).mean(1)                                          # [B, E]
+    return alpha * (f * P).sum(-1).mean()
 
 
 # ----------------------------------------------------------------------------------------- loads and diagnostics

@@ -4,6 +4,7 @@ from torch import nn
 from .._checks import check
 from ..configs import ModelConfig
 from .bert import Bert
+from .deepseek import DeepSeek
 from .gpt import GPT1, GPT2
 from .llama import Llama
 from .qwen3 import Qwen3
@@ -11,7 +12,7 @@ from .qwen3_moe import Qwen3Moe
 from .transformer import Transformer
 
 MODELS: dict[str, type[nn.Module]] = {"transformer": Transformer, "bert": Bert, "gpt": GPT1, "gpt2": GPT2, "llama": Llama,
-                                      "qwen3": Qwen3, "qwen3_moe": Qwen3Moe}
+                                      "qwen3": Qwen3, "qwen3_moe": Qwen3Moe, "deepseek": DeepSeek}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -20,4 +21,4 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return MODELS[cfg.arch](cfg)
 
 
-__all__ = ["Transformer", "Bert", "GPT1", "GPT2", "Llama", "Qwen3", "Qwen3Moe", "MODELS", "build_model"]
+__all__ = ["Transformer", "Bert", "GPT1", "GPT2", "Llama", "Qwen3", "Qwen3Moe", "DeepSeek", "MODELS", "build_model"]

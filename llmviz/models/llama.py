@@ -28,12 +28,16 @@ class LlamaBlock(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
         self.attn_norm = make_norm(cfg.norm, cfg.hidden_size, cfg.norm_eps)
-        self.attn = Attention(cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, bias=cfg.attention_bias,
-                              qk_norm=cfg.qk_norm, norm_eps=cfg.norm_eps, sliding_window=cfg.sliding_window,
-                              dropout=cfg.dropout)
+        self.attn = self.make_attention(cfg)
         self.mlp_norm = make_norm(cfg.norm, cfg.hidden_size, cfg.norm_eps)
         self.mlp = self.make_ffn(cfg, layer)
         self.rope_interleaved = cfg.rope_interleaved
+
+    @staticmethod
+    def make_attention(cfg: ModelConfig) -> nn.Module:
+        return Attention(cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, bias=cfg.attention_bias,
+                         qk_norm=cfg.qk_norm, norm_eps=cfg.norm_eps, sliding_window=cfg.sliding_window,
+                         dropout=cfg.dropout)
 
     @staticmethod
     def make_ffn(cfg: ModelConfig, layer: int) -> nn.Module:
@@ -52,7 +56,7 @@ class Llama(DecoderLM):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
-        self.rope = RotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling, cfg.max_position_embeddings,
+        self.rope = RotaryEmbedding(cfg.rope_dim, cfg.rope_theta, cfg.rope_scaling, cfg.max_position_embeddings,
                                     cfg.rope_interleaved)
         self.blocks = nn.ModuleList(self.block(cfg, i) for i in range(cfg.num_layers))
         self.init_weights()
