@@ -104,9 +104,10 @@ def beam_search(model: nn.Module, input_ids: torch.Tensor, bos_id: int, eos_id: 
     """Beam search for one source sentence ``input_ids`` [1, S] (Vaswani §6.1: beam 4, length penalty α = 0.6).
 
     Keeps the ``beam_size`` best partial translations by total log-probability; a hypothesis that emits EOS is
-    finished and scored by ``log p / lp``, ``lp = ((5 + length) / 6) ** α`` (Wu et al. 2016, eq. 14). Stops once
-    ``beam_size`` hypotheses have finished (or after ``max_new_tokens``) and returns the best one, [1, L] with BOS
-    first. ``beam_size=1`` gives exactly the greedy translation.
+    finished and scored by ``log p / lp``, ``lp = ((5 + length) / 6) ** α`` (Wu et al. 2016, eq. 14). Stops when no
+    live beam (scored with the current length's penalty) beats the best finished hypothesis, or after
+    ``max_new_tokens``, and returns the best one, [1, L] with BOS first. ``beam_size=1`` gives exactly the greedy
+    translation.
     """
     _start(model, input_ids, bos_id, eos_id, max_new_tokens)
     check(input_ids.dim() == 2 and input_ids.shape[0] == 1, "input_ids.shape", tuple(input_ids.shape),
@@ -135,7 +136,11 @@ def beam_search(model: nn.Module, input_ids: torch.Tensor, bos_id: int, eos_id: 
                 keep.append((s, parent, token))
             if len(keep) == k:
                 break
-        if len(finished) >= k:
+        # stop when the best live beam, scored with the current length penalty, no longer beats the best finished
+        # hypothesis (exact for α = 0: log-probabilities only fall as a hypothesis grows). Stopping once k hypotheses
+        # have finished is wrong: a label-smoothed model gives EOS some probability at every step, so unlikely
+        # short hypotheses would fill the list before the likely one ends.
+        if finished and max(f[0] for f in finished) >= keep[0][0] / ((5 + step) / 6) ** length_penalty:
             break
         index = beams.new_tensor([p for _, p, _ in keep])
         for self_cache, cross_cache in cache:

@@ -261,6 +261,38 @@ def test_beam_search_finds_a_hypothesis_at_least_as_likely_as_greedy():
         assert logprob(beam) >= logprob(greedy) - 1e-5
 
 
+class _Chain(nn.Module):
+    """An encoder-decoder stand-in whose next token depends only on the last one: BOS → 3 → 4 → … → 8 → EOS, each
+    with probability 0.85, and EOS at probability 0.1 everywhere else, as a label-smoothed model gives it."""
+
+    cfg = CFG
+
+    def encode(self, input_ids, attention_mask=None):
+        return torch.zeros(input_ids.shape[0], input_ids.shape[1], 4)
+
+    def new_cache(self):
+        return []
+
+    def decode(self, ids, memory, attention_mask=None, cache=None):
+        last = ids[:, -1]
+        nxt = torch.where(last == 0, 3, torch.where(last >= 8, 1, last + 1))
+        probs = torch.full((ids.shape[0], CFG.vocab_size), 0.05 / (CFG.vocab_size - 2))
+        probs[:, 1] = 0.1
+        probs[torch.arange(ids.shape[0]), nxt] = 0.85 + 0.1 * (nxt == 1)
+        return probs.log()[:, None, :]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_beam_search_does_not_stop_at_unlikely_early_ends(alpha):
+    """Stopping once beam_size hypotheses have emitted EOS returned "BOS 3 EOS" here (log p -2.5) instead of the
+    greedy, far likelier "BOS 3 4 5 6 7 8 EOS" (log p -1.1)."""
+    src = torch.tensor([[5, 6]])
+    want = torch.tensor([[0, 3, 4, 5, 6, 7, 8, 1]])
+    assert torch.equal(greedy_decode(_Chain(), src, bos_id=0, eos_id=1, max_new_tokens=12), want)
+    assert torch.equal(beam_search(_Chain(), src, bos_id=0, eos_id=1, max_new_tokens=12, beam_size=4,
+                                   length_penalty=alpha), want)
+
+
 # ------------------------------------------------------------------------------------------ bad inputs
 
 BAD = [

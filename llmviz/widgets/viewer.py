@@ -1,9 +1,10 @@
-"""Attention viewer: what every head of every layer of an llmviz decoder looks at (bertviz-like, no JavaScript).
+"""Attention viewer: what every head of every layer of an llmviz model looks at (bertviz-like, no JavaScript).
 
 One forward pass with ``keep_weights=True`` on every block's :class:`~llmviz.layers.Attention` stores the
-attention probabilities ``softmax(QKᵀ/√d + causal mask)`` (Vaswani et al. 2017, §3.2.1, eq. 1); row i says
-how query token i mixes the values of tokens j <= i. The maps are computed once, in the constructor; the
-controls only change the view:
+attention probabilities ``softmax(QKᵀ/√d + mask)`` (Vaswani et al. 2017, §3.2.1, eq. 1); row i says how query
+token i mixes the values of the tokens it may see: j <= i in a decoder (causal mask), every token in an encoder
+such as BERT (the figure's titles say which, read from the maps). :func:`attention_rollout` combines the layers
+(Abnar & Zuidema 2020). The maps are computed once, in the constructor; the controls only change the view:
 
 * layer and head both chosen: one large heatmap with token labels; below it the selected query's row as bars
   over the key tokens (or, with no query chosen, the mean attention each key receives); beside it the keys
@@ -33,7 +34,7 @@ from torch import Tensor, nn
 
 from .._checks import check
 from .figure import FigureWidget, kept_view
-__all__ = ["attention_maps", "draw_attention", "attention_viewer"]
+__all__ = ["attention_maps", "attention_rollout", "draw_attention", "attention_viewer"]
 
 MAX_T = 128           # the viewer is for short inputs; token labels stay legible up to ~32
 MAX_LABELS = 32       # beyond this, label every k-th token only
@@ -48,7 +49,7 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
     """``model.blocks[i].attn`` for every block; each must support ``keep_weights`` (llmviz Attention)."""
     blocks = getattr(model, "blocks", None)
     check(isinstance(blocks, nn.ModuleList) and len(blocks) > 0, "model", type(model).__name__,
-          "model must be an llmviz decoder with a non-empty .blocks list")
+          "model must be an llmviz model (decoder or BERT encoder) with a non-empty .blocks list")
     attns = [getattr(b, "attn", None) for b in blocks]
     check(all(a is not None and hasattr(a, "keep_weights") for a in attns), "model", type(model).__name__,
           "every model.blocks[i].attn must be an llmviz Attention module (with keep_weights)")
@@ -76,7 +77,8 @@ def attention_maps(model: nn.Module, input_ids: Tensor | Sequence[int]) -> Tenso
 
     Runs one forward pass in eval mode without gradients, with ``keep_weights=True`` on every block's
     attention; the ``keep_weights`` / ``weights`` attributes and the train/eval modes are restored afterwards,
-    even if the forward fails. Row i of each map sums to 1 over the keys j <= i (causal).
+    even if the forward fails. Row i of each map sums to 1 over the keys query i may see: j <= i in a decoder
+    (causal), all T tokens in a bidirectional encoder (BERT; one unpadded sequence, so no padding mask).
     """
     ids = _as_ids(model, input_ids)                                      # [1, T]
     attns = _attention_modules(model)
@@ -95,6 +97,31 @@ def attention_maps(model: nn.Module, input_ids: Tensor | Sequence[int]) -> Tenso
         for a, (keep, weights) in zip(attns, saved):
             a.keep_weights, a.weights = keep, weights
     return maps.float()
+
+
+def attention_rollout(maps: Tensor) -> Tensor:
+    """Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers"): how much each input
+    token contributes to each position after 1, 2, ..., L layers. ``maps`` [layers, heads, T, T] (from
+    :func:`attention_maps`) -> [layers, T, T].
+
+    Per layer: average the heads, add the identity for the residual connection and renormalise the rows,
+    ``Â = (mean_h A + I) / row sums``; then multiply through the layers, ``R_l = Â_l R_{l-1}`` with ``R_0 = I``.
+    Row i of ``R_l`` sums to 1: the share of each input token j in position i's vector after layer l. (A fully
+    masked row, all zeros, becomes the identity row: that position keeps only its own residual.)
+    """
+    a = maps if isinstance(maps, Tensor) else torch.as_tensor(np.asarray(maps))
+    check(a.dim() == 4 and a.shape[-1] == a.shape[-2] and a.shape[0] >= 1 and a.shape[1] >= 1, "maps",
+          tuple(a.shape), "maps must be attention probabilities [layers, heads, T, T]")
+    check(bool((a >= 0).all()) and bool(torch.isfinite(a).all()), "maps", "negative or non-finite entries",
+          "maps must hold attention probabilities (>= 0, finite)")
+    eye = torch.eye(a.shape[-1], dtype=torch.float64)
+    mixed = a.double().mean(1) + eye                                     # [layers, T, T]: heads averaged + residual
+    mixed = mixed / mixed.sum(-1, keepdim=True)
+    rollout, out = eye, []
+    for layer in mixed:
+        rollout = layer @ rollout
+        out.append(rollout)
+    return torch.stack(out).float()
 
 
 def _pitch(T: int) -> int:
@@ -171,7 +198,7 @@ def _view_axes(fig: Figure, view: str, rects: list[tuple[float, float, float, fl
 
 
 def _draw_single(fig: Figure, a: np.ndarray, tokens: Sequence[str], layer: int, head: int, kv_head: int | None,
-                 query: int) -> None:
+                 query: int, causal: bool = True) -> None:
     """One head: labelled heatmap [T, T]; below it, one query's row as bars (or the mean attention each key
     receives); on the right, the keys that query reads most. Fixed positions (no layout engine)."""
     T = a.shape[0]
@@ -209,7 +236,7 @@ def _draw_single(fig: Figure, a: np.ndarray, tokens: Sequence[str], layer: int, 
 
     # the words: what the selected query reads most
     if query >= 0:
-        best = np.argsort(-a[query], kind="stable")[: min(5, query + 1)]
+        best = np.argsort(-a[query], kind="stable")[: min(5, query + 1 if causal else T)]
         lines = [f"layer {layer}, head {head}{kv}", "", f"query {query} '{tokens[query]}' reads:"]
         lines += [f"  {a[query, j]:.2f}  '{tokens[j]}' (j={j})" for j in best]
     else:
@@ -217,7 +244,7 @@ def _draw_single(fig: Figure, a: np.ndarray, tokens: Sequence[str], layer: int, 
     fig.text(0.72, 1 - top / height, "\n".join(lines), fontsize=_FONT, va="top", linespacing=1.5)
 
 
-def _draw_grid(fig: Figure, maps: np.ndarray, layer: int, head: int, query: int) -> None:
+def _draw_grid(fig: Figure, maps: np.ndarray, layer: int, head: int, query: int, causal: bool = True) -> None:
     """Several heads: one image of tiles (all heads of a layer, one head over layers, or all of them)."""
     L, H, T, _ = maps.shape
     (ax,) = _view_axes(fig, "grid", [(0.06, 0.05, 0.9, 0.84)])
@@ -243,7 +270,8 @@ def _draw_grid(fig: Figure, maps: np.ndarray, layer: int, head: int, query: int)
     if query >= 0:
         ax.add_collection(_row_boxes(cols, T, query, L * H if names is None else len(names)))
     ax.set_title(title + (f", query row {query} highlighted" if query >= 0 else "")
-                 + "  (rows: query i, columns: key j <= i)", fontsize=_FONT + 1, pad=18 if names else 6, y=1.0)
+                 + f"  (rows: query i, columns: key j{' <= i' if causal else ''})", fontsize=_FONT + 1,
+                 pad=18 if names else 6, y=1.0)
 
 
 def _row_boxes(cols: int, T: int, query: int, n: int) -> LineCollection:
@@ -261,6 +289,7 @@ def draw_attention(fig: Figure, maps: Tensor | np.ndarray, tokens: Sequence[str]
     """Draw attention ``maps`` [layers, heads, T, T]. ``layer`` / ``head`` = -1 means "all"; ``query`` = -1: none.
 
     Both chosen: labelled heatmap + the query's bars + its top keys in words; otherwise a grid of small heatmaps.
+    Maps with nothing above the diagonal are titled causal (a decoder's), others bidirectional (an encoder's).
     ``n_kv_heads`` (GQA) adds "KV head h // (heads / n_kv_heads)" to the one-head view. Pure: same input, same
     figure.
     """
@@ -269,14 +298,20 @@ def draw_attention(fig: Figure, maps: Tensor | np.ndarray, tokens: Sequence[str]
     check(-1 <= layer < L, "layer", layer, f"layer must be -1 (all) or in [0, {L})")
     check(-1 <= head < H, "head", head, f"head must be -1 (all) or in [0, {H})")
     check(-1 <= query < T, "query", query, f"query must be -1 (none) or in [0, {T})")
+    causal = bool((np.triu(a, 1) == 0).all())                            # decoder maps; an encoder's are full
     if layer >= 0 and head >= 0:
         kv_head = head // (H // n_kv_heads) if n_kv_heads and n_kv_heads < H else None   # GQA group
-        _draw_single(fig, a[layer, head], tokens, layer, head, kv_head, query)
+        _draw_single(fig, a[layer, head], tokens, layer, head, kv_head, query, causal)
     else:
-        _draw_grid(fig, a, layer, head, query)
+        _draw_grid(fig, a, layer, head, query, causal)
     # after the Axes: a figure is cleared when its Axes are first built
-    fig.suptitle("attention weights softmax(QKᵀ/√d + causal mask), white = 0 → dark blue = 1: "
-                 "row i = how token i mixes tokens j ≤ i", fontsize=13, y=0.985)
+    if causal:
+        title = ("attention weights softmax(QKᵀ/√d + causal mask), white = 0 → dark blue = 1: "
+                 "row i = how token i mixes tokens j ≤ i")
+    else:
+        title = ("attention weights softmax(QKᵀ/√d), bidirectional, white = 0 → dark blue = 1: "
+                 "row i = how token i mixes all tokens j")
+    fig.suptitle(title, fontsize=13, y=0.985)
 
 
 def attention_viewer(model: nn.Module, input_ids: Tensor | Sequence[int],
