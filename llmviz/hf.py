@@ -188,7 +188,11 @@ def config_from_hf(c: dict) -> ModelConfig:
     """An llmviz config from the dict of an HF ``config.json``."""
     kind = c.get("model_type")
     check(kind in CONFIG_READERS, "model_type", kind, f"supported model types: {sorted(CONFIG_READERS)}")
-    return CONFIG_READERS[kind](c)
+    try:
+        return CONFIG_READERS[kind](c)
+    except KeyError as e:
+        raise ValueError(f"config.json={kind!r} is not allowed: the field {e.args[0]!r} is missing "
+                         f"(a {kind} config needs it)") from None
 
 
 def _gpt2_names(cfg: ModelConfig, embed: str = "transformer.wte", positions: str = "transformer.wpe",
@@ -459,7 +463,10 @@ def load_hf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
     directory = Path(path)
     check((directory / "config.json").exists(), "path", str(path), "must be a directory with config.json and "
           "*.safetensors (as written by save_pretrained)")
-    hf_config = json.loads((directory / "config.json").read_text())
+    try:
+        hf_config = json.loads((directory / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"config.json={str(directory / 'config.json')!r} is not allowed: not valid JSON ({e})") from None
     cfg = config_from_hf(hf_config)
     model = build_model(cfg).to(dtype)
     kind = hf_config["model_type"]
@@ -478,3 +485,84 @@ def _skipped(kind: str, cfg: ModelConfig, name: str) -> bool:
     """Tensors reported and skipped rather than refused: the MTP layer that DeepSeek-V3 checkpoints store as
     ``model.layers.{num_hidden_layers}`` (HF's DeepseekV3ForCausalLM has no place for it either)."""
     return kind == "deepseek_v3" and name.startswith(f"model.layers.{cfg.num_layers}.")
+
+
+# ------------------------------------------------------------------------------------------------------------ GGUF
+
+GGUF_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
+_GGUF_NAMES = {"token_embd.weight": "embed.weight", "output_norm.weight": "norm.weight", "output.weight": "lm_head.weight"}
+_GGUF_BLOCK = {"attn_norm": "attn_norm", "attn_q": "attn.q_proj", "attn_k": "attn.k_proj", "attn_v": "attn.v_proj",
+               "attn_output": "attn.o_proj", "ffn_norm": "mlp_norm", "ffn_gate": "mlp.gate_proj",
+               "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+
+
+def unpermute_qk(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Undo llama.cpp's q/k row permutation. Its converter reorders each head's rows from HF's rotate-half layout
+    (pairs (i, i + d/2)) to the interleaved one (pairs (2i, 2i + 1)) that its RoPE kernel uses (algorithms.md §2.2):
+    rows ``[x_0 … x_{d/2-1}, x_{d/2} …]`` are stored as ``[x_0, x_{d/2}, x_1, x_{d/2+1}, …]``. w [heads·d, in]."""
+    d = w.shape[0] // n_heads
+    return w.reshape(n_heads, d // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _gguf_field(reader, key: str, path: Path, default=None):
+    field = reader.fields.get(key)
+    if field is None:
+        check(default is not None, "GGUF header", str(path.name), f"the field {key!r} is missing")
+        return default
+    return field.contents()
+
+
+def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A llama-architecture GGUF file (llama.cpp's format) as an llmviz :class:`~llmviz.models.Llama`, eval mode.
+
+    The config comes from the header (``llama.*`` fields); the tensors are dequantized with the ``gguf`` package
+    (types in ``GGUF_TYPES``), never unpickled; q and k rows are un-permuted (:func:`unpermute_qk`); a file without
+    ``output.weight`` has a tied head. Unsupported architectures, tensor types and missing tensors are named.
+    """
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    path = Path(path)
+    check(path.is_file(), "path", str(path), "must be a .gguf file")
+    try:
+        reader = GGUFReader(path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"path={str(path)!r} is not allowed: not a readable GGUF file ({e})") from None
+    arch = _gguf_field(reader, "general.architecture", path)
+    check(arch == "llama", "general.architecture", arch, "load_gguf reads llama-architecture files only")
+    f = lambda key, default=None: _gguf_field(reader, f"llama.{key}", path, default)  # noqa: E731
+    heads, kv_heads = f("attention.head_count"), f("attention.head_count_kv", f("attention.head_count"))
+    hidden = f("embedding_length")
+    scaling = f("rope.scaling.type", "none")
+    check(scaling in ("none", ""), "llama.rope.scaling.type", scaling, "only files without RoPE scaling are supported")
+    names = {t.name for t in reader.tensors}
+    tokens = _gguf_field(reader, "tokenizer.ggml.tokens", path, [])
+    cfg = ModelConfig(
+        arch="llama", name=str(_gguf_field(reader, "general.name", path, path.stem)), family="Llama (GGUF)",
+        hidden_size=hidden, num_layers=f("block_count"), num_heads=heads, num_kv_heads=kv_heads,
+        head_dim=f("rope.dimension_count", hidden // heads), intermediate_size=f("feed_forward_length"),
+        vocab_size=f("vocab_size", len(tokens)), max_position_embeddings=f("context_length"),
+        norm_eps=float(f("attention.layer_norm_rms_epsilon")), rope_theta=float(f("rope.freq_base", 10_000.0)),
+        tie_word_embeddings="output.weight" not in names)
+    model = build_model(cfg).to(dtype)
+    ours = model.state_dict()
+    filled = {}
+    for t in reader.tensors:
+        if t.name.startswith("blk."):
+            _, i, part, kind = t.name.split(".")
+            check(part in _GGUF_BLOCK, "GGUF tensor", t.name, f"llmviz's Llama has no place for {part!r}")
+            our = f"blocks.{i}.{_GGUF_BLOCK[part]}.{kind}"
+        else:
+            check(t.name in _GGUF_NAMES, "GGUF tensor", t.name, "llmviz's Llama has no place for it")
+            our = _GGUF_NAMES[t.name]
+        check(t.tensor_type.name in GGUF_TYPES, f"type of {t.name}", t.tensor_type.name, f"supported: {GGUF_TYPES}")
+        w = torch.from_numpy(dequantize(t.data, t.tensor_type).copy())
+        if t.name.endswith(("attn_q.weight", "attn_k.weight")):    # rows permuted for llama.cpp's RoPE
+            w = unpermute_qk(w, heads if t.name.endswith("attn_q.weight") else kv_heads)
+        check(our in ours and tuple(w.shape) == tuple(ours[our].shape), f"shape of {t.name}", tuple(w.shape),
+              f"{our} needs {tuple(ours[our].shape) if our in ours else 'nothing'}; the header and the tensors disagree")
+        filled[our] = w.to(dtype)
+    missing = sorted(k for k in ours if k not in filled and not (cfg.tie_word_embeddings and k == "lm_head.weight"))
+    check(not missing, "missing tensors", missing[:5], f"{len(missing)} parameter(s) are not in {path.name}")
+    model.load_state_dict(filled, strict=False)
+    return model.eval()

@@ -215,3 +215,24 @@ def test_llmviz_never_imports_transformers():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
+
+
+def test_config_missing_a_field_or_broken_json_is_named(tmp_path, llama_dir):
+    config = json.loads((llama_dir[1] / "config.json").read_text())
+    del config["num_attention_heads"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="'num_attention_heads' is missing"):
+        load_hf(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_hf(tmp_path)
+
+
+def test_token_ids_outside_the_vocabulary_or_float_are_named():
+    from llmviz import build_model, get_config
+
+    model = build_model(get_config("tiny-llama"))
+    with pytest.raises(ValueError, match=r"input_ids=256 is not allowed"):
+        model(torch.tensor([[1, 256]]))
+    with pytest.raises(ValueError, match=r"input_ids\.shape=\(1, 2\)"):
+        model(torch.tensor([[1.0, 2.0]]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check
+from .._checks import check, check_ids
 from ..configs import ModelConfig
 from ..layers import KVCache, make_norm
 
@@ -61,7 +61,7 @@ class DecoderLM(nn.Module):
     def hidden_states(self, input_ids: torch.Tensor, cache: list[KVCache] | None = None,
                       attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The last layer's output after the final norm, [B, T, hidden] (what the LM head and a reward head read)."""
-        check(input_ids.dim() == 2, "input_ids.shape", tuple(input_ids.shape), "must be [batch, seq_len]")
+        check_ids(input_ids, "input_ids", self.cfg.vocab_size)
         start = len(cache[0]) if cache else 0
         B, T = input_ids.shape
         check(start + T <= self.cfg.max_position_embeddings or self.cfg.position == "rope", "seq_len", start + T,
