@@ -2,7 +2,8 @@
 
 Real presets are read from ``llmviz/data/model_configs.json``, a verbatim copy of the project's verified
 facts (``shared/facts/model_configs.json``; a test keeps the two identical). Their names are that file's
-keys. Tiny presets (``tiny-gpt2``, ``tiny-llama``, ``tiny-qwen3``, ``tiny-transformer``, ``tiny-bert``) are small enough to train in seconds.
+keys. Tiny presets (``tiny-gpt2``, ``tiny-llama``, ``tiny-qwen3``, ``tiny-transformer``, ``tiny-bert``, ``tiny-deepseek``)
+are small enough to train in seconds.
 
 >>> cfg = get_config("qwen3-0.6b")
 >>> cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -354,7 +355,13 @@ def _tiny() -> dict[str, ModelConfig]:
         intermediate_size=256, vocab_size=512, max_position_embeddings=128, type_vocab_size=2, norm="layernorm",
         norm_eps=1e-12, pre_norm=False, position="learned", activation="gelu", gated_mlp=False,
         attention_bias=True, mlp_bias=True, tie_word_embeddings=True)
-    return {c.name: c for c in (gpt2, llama, qwen3, transformer, bert)}
+    deepseek = ModelConfig(
+        arch="deepseek", name="tiny-deepseek", family="DeepSeek (tiny)", hidden_size=32, num_layers=2, num_heads=2,
+        head_dim=12, intermediate_size=48, vocab_size=256, max_position_embeddings=128, rope_interleaved=True,
+        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=8, norm_topk_prob=True, num_shared_experts=1,
+        first_k_dense_replace=1, routed_scaling_factor=2.5, scoring_func="sigmoid", kv_lora_rank=8, q_lora_rank=0,
+        qk_rope_head_dim=4, qk_nope_head_dim=8, v_head_dim=8)
+    return {c.name: c for c in (gpt2, llama, qwen3, transformer, bert, deepseek)}
 
 
 @lru_cache(maxsize=None)

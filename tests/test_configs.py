@@ -16,7 +16,7 @@ from llmviz.stats import count_params, kv_cache_bytes
 PACKAGED = Path(str(resources.files("llmviz").joinpath("data/model_configs.json")))
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "facts" / "model_configs.json"
 FACTS = json.loads(PACKAGED.read_text(encoding="utf-8"))
-TINY = ["tiny-gpt2", "tiny-llama", "tiny-qwen3"]
+TINY = ["tiny-gpt2", "tiny-llama", "tiny-qwen3", "tiny-deepseek"]
 
 
 # ------------------------------------------------------------------------------------------------ presets

@@ -156,11 +156,7 @@ def test_v2_preset_builds_with_its_router():
 
 
 def test_mtp_predicts_the_token_after_next_with_the_shared_head():
-    cfg = get_config("deepseek-v3").replace(
-        hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=48, moe_intermediate_size=8,
-        num_experts=4, num_experts_per_tok=2, n_group=1, topk_group=1, kv_lora_rank=8, q_lora_rank=0,
-        qk_rope_head_dim=4, qk_nope_head_dim=8, v_head_dim=8, head_dim=12, vocab_size=50, max_position_embeddings=32,
-        rope_scaling=None, first_k_dense_replace=1)
+    cfg = get_config("tiny-deepseek", vocab_size=50)
     torch.manual_seed(0)
     model = build_model(cfg)
     mtp = MTP(model)
@@ -192,11 +188,7 @@ def test_count_params_equals_the_built_model():
     """count_params includes V3's correction bias (a stored buffer, E per MoE layer) besides the parameters."""
     from llmviz.stats import count_params
 
-    hf_cfg = get_config("deepseek-v3").replace(
-        hidden_size=32, num_layers=3, num_heads=2, num_kv_heads=2, intermediate_size=48, moe_intermediate_size=8,
-        num_experts=4, num_experts_per_tok=2, n_group=1, topk_group=1, kv_lora_rank=8, q_lora_rank=6,
-        qk_rope_head_dim=4, qk_nope_head_dim=8, v_head_dim=8, head_dim=12, vocab_size=50, max_position_embeddings=32,
-        rope_scaling=None, first_k_dense_replace=1)
+    hf_cfg = get_config("tiny-deepseek", num_layers=3, q_lora_rank=6)
     model = build_model(hf_cfg)
     stored = sum(p.numel() for p in model.parameters())
     stored += sum(b.numel() for n, b in model.named_buffers() if n.endswith("e_score_correction_bias"))
