@@ -109,19 +109,27 @@ def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_ele
 
     K and V: ``2 · layers · n_kv_heads · head_dim`` elements per token (algorithms.md §3). MLA caches the
     compressed latent and the shared RoPE key instead: ``layers · (kv_lora_rank + qk_rope_head_dim)``
-    (DeepSeek-V2 Table 1). A sliding window keeps at most ``sliding_window`` tokens per layer.
+    (DeepSeek-V2 Table 1). A sliding window keeps at most ``sliding_window`` tokens in each layer that uses it
+    (every layer, or the "local" ones of ``cfg.layer_types``).
     """
     check_int(seq_len, "seq_len", minimum=0)
     check_int(batch, "batch", minimum=1)
     check_int(bytes_per_elem, "bytes_per_elem", minimum=1)
     check(cfg.arch != "bert", "cfg.arch", cfg.arch, "BERT is an encoder: it reads the whole input at once and keeps "
           "no KV cache")
-    tokens = seq_len if cfg.sliding_window is None else min(seq_len, cfg.sliding_window)
+    tokens = sum(_keys(cfg, i, seq_len) for i in range(cfg.num_layers))   # summed over layers
     if cfg.uses_mla:
-        per_token = cfg.num_layers * (cfg.kv_lora_rank + cfg.qk_rope_head_dim)
+        per_token = cfg.kv_lora_rank + cfg.qk_rope_head_dim
     else:
-        per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim
+        per_token = 2 * cfg.num_kv_heads * cfg.head_dim
     return per_token * tokens * batch * bytes_per_elem
+
+
+def _keys(cfg: ModelConfig, layer: int, seq_len: int) -> int:
+    """Keys layer ``layer`` keeps and attends to: all ``seq_len``, or its sliding window (GPT-3 / GPT-Neo's local
+    layers, Mistral's every layer)."""
+    window = cfg.layer_window(layer)
+    return seq_len if window is None else min(seq_len, window)
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
@@ -136,5 +144,5 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
     matmul = n.active - n.embedding + cfg.vocab_size * cfg.hidden_size  # look-ups cost nothing; the head is a matmul
     d_qk = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim if cfg.uses_mla else cfg.head_dim
     d_v = cfg.v_head_dim if cfg.uses_mla else cfg.head_dim
-    keys = seq_len if cfg.sliding_window is None else min(seq_len, cfg.sliding_window)
-    return 2 * matmul + 2 * cfg.num_layers * keys * cfg.num_heads * (d_qk + d_v)
+    keys = sum(_keys(cfg, i, seq_len) for i in range(cfg.num_layers))
+    return 2 * matmul + 2 * keys * cfg.num_heads * (d_qk + d_v)

@@ -303,3 +303,17 @@ def test_flops_refuse_bad_seq_len(bad):
     with pytest.raises(ValueError, match="seq_len") as e:
         flops_per_token(get_config("tiny-llama"), bad)
     assert f"seq_len={bad!r}" in str(e.value)
+
+
+def test_local_layers_keep_only_their_window():
+    """GPT-3 / GPT-Neo alternation: only the local layers' caches and attention stop at the window."""
+    cfg = get_config("gpt3-small")
+    alt = cfg.replace(sliding_window=256, layer_types=("global", "local") * 6)
+    every = cfg.replace(sliding_window=256)
+    per_layer = 2 * cfg.num_kv_heads * cfg.head_dim * 2  # K and V, bf16
+    assert kv_cache_bytes(cfg, 2048) == 12 * 2048 * per_layer
+    assert kv_cache_bytes(alt, 2048) == (6 * 2048 + 6 * 256) * per_layer
+    assert kv_cache_bytes(every, 2048) == 12 * 256 * per_layer
+    dense_attn = flops_per_token(cfg, 2048) - flops_per_token(cfg, 0)
+    alt_attn = flops_per_token(alt, 2048) - flops_per_token(alt, 0)
+    assert alt_attn == dense_attn * (2048 + 256) // (2 * 2048)

@@ -1,4 +1,5 @@
-"""Test settings shared by the unit tests and the notebook (nbval) runs.
+"""Test settings shared by the unit tests and the notebook (nbval) runs, at the repository root so that a bare
+`pytest notebooks/X.ipynb` gets them too.
 
 Kernels started by nbval inherit this process's environment, so single-threaded maths here makes stored
 notebook outputs reproducible across machines (notebook_ecosystem.md §1).
