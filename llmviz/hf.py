@@ -446,7 +446,7 @@ def non_trivial_weights(model: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=g)
-            if "norm" in name or "ln_" in name:
+            if "norm" in name.lower() or "ln_" in name:
                 p.copy_(1.0 + 0.3 * noise if name.endswith("weight") else 0.1 * noise)
             else:
                 p.copy_(0.1 * noise)
