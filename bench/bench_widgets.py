@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llmviz import widgets  # noqa: E402
 
 NAMES = {"sparse": "sparse_attention_explorer", "rope": "rope_explorer", "gqa": "gqa_explorer",
-         "moe": "moe_router_explorer", "viewer": "attention_viewer"}
+         "moe": "moe_router_explorer", "viewer": "attention_viewer", "sampling": "sampling_explorer"}
 
 
 def offered_values(control: W.ValueWidget, moves: int) -> list:
@@ -99,6 +99,12 @@ def main() -> None:
             from llmviz import build_model, get_config
             tiny = build_model(get_config("tiny-llama")).eval()
             w = widgets.attention_viewer(tiny, torch.arange(12)[None] + 65)
+        elif short == "sampling":
+            from llmviz import build_model, get_config
+            from llmviz.data import ByteTokenizer
+            torch.manual_seed(0)
+            gpt = build_model(get_config("tiny-gpt2")).eval()
+            w = widgets.sampling_explorer(gpt, ByteTokenizer(), list(b"The return value of "))
         else:
             w = makers[short]()
         rows = bench(NAMES[short], w, args.moves, args.cold)

@@ -219,6 +219,8 @@ def _gpt2_names(cfg: ModelConfig, embed: str = "transformer.wte", positions: str
             names[hf + f"mlp.c_proj.{kind}"] = [(us + f"mlp.fc_out.{kind}", T if w else _SAME)]
             names[hf + f"ln_1.{kind}"] = [(us + f"attn_norm.{kind}", _SAME)]
             names[hf + f"ln_2.{kind}"] = [(us + f"mlp_norm.{kind}", _SAME)]
+    # the hub's own model.safetensors (openai-community/gpt2, openai-gpt) was saved from the base model: no prefix
+    names |= {k.removeprefix("transformer."): v for k, v in names.items() if k.startswith("transformer.")}
     return names
 
 

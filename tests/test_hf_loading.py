@@ -236,3 +236,17 @@ def test_token_ids_outside_the_vocabulary_or_float_are_named():
         model(torch.tensor([[1, 256]]))
     with pytest.raises(ValueError, match=r"input_ids\.shape=\(1, 2\)"):
         model(torch.tensor([[1.0, 2.0]]))
+
+
+def test_base_model_checkpoint_without_prefix_loads(tmp_path):
+    """The hub's gpt2 model.safetensors is GPT2Model's: keys like h.0.attn.c_attn.weight, wte.weight, no lm_head."""
+    from test_hf_equivalence import CASES
+
+    hf = hf_model(*CASES["gpt2"])
+    directory = save_hf(hf, tmp_path / "gpt2")
+    stored = load_file(directory / "model.safetensors")
+    stored = {k.removeprefix("transformer."): t for k, t in stored.items() if k != "lm_head.weight"}
+    save_file(stored, directory / "model.safetensors", metadata={"format": "pt"})
+    x = torch.randint(0, 97, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(load_hf(directory)(x), hf(x).logits, **TOL)

@@ -5,13 +5,15 @@
 * :func:`gqa_explorer`: which query heads share which KV head, and the KV-cache it saves (MHA/GQA/MQA/MLA).
 * :func:`moe_router_explorer`: a real router trained live; expert load under each balancing method.
 * :func:`attention_viewer`: layers × heads attention maps of a model's forward pass, with token labels.
+* :func:`sampling_explorer`: temperature, top-k and top-p over a model's next-token distribution.
 """
 from .figure import FigureWidget, figure_png
 from .gqa import gqa_explorer
 from .moe import moe_router_explorer
 from .rope import rope_explorer
+from .sampling import sampling_explorer
 from .sparse import sparse_attention_explorer
 from .viewer import attention_viewer
 
 __all__ = ["FigureWidget", "figure_png", "sparse_attention_explorer", "rope_explorer", "gqa_explorer",
-           "moe_router_explorer", "attention_viewer"]
+           "moe_router_explorer", "attention_viewer", "sampling_explorer"]
