@@ -104,10 +104,13 @@ class ModelConfig:
         validate(self)
 
     def replace(self, **changes: Any) -> "ModelConfig":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again). An MHA config stays MHA: changing ``num_heads``
+        without ``num_kv_heads`` moves the KV heads along (``head_dim`` is kept unless given)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         check(not unknown, "field", unknown[0] if unknown else None,
               f"ModelConfig has no such field; close names: {_close(unknown[0], _FIELDS) if unknown else ''}")
+        if "num_heads" in changes and "num_kv_heads" not in changes and self.num_kv_heads == self.num_heads:
+            changes["num_kv_heads"] = None
         return dataclasses.replace(self, **changes)
 
     @property

@@ -304,3 +304,10 @@ def test_every_architecture_has_a_model():
 def test_model_refuses_1d_input(tiny_models):
     with pytest.raises(ValueError, match=re.escape("input_ids.shape=(4,)")):
         tiny_models["tiny-llama"](torch.tensor([1, 2, 3, 4]))
+
+
+def test_replace_keeps_an_mha_config_mha():
+    cfg = get_config("tiny-transformer").replace(num_heads=2)
+    assert cfg.num_kv_heads == 2 and cfg.head_dim == get_config("tiny-transformer").head_dim
+    gqa = get_config("tiny-llama").replace(num_heads=8)
+    assert gqa.num_kv_heads == 2                                    # a GQA config keeps its KV heads
