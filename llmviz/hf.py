@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from functools import lru_cache
 from collections.abc import Callable
 from pathlib import Path
 
@@ -506,6 +507,25 @@ def unpermute_qk(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return w.reshape(n_heads, d // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def gguf_reader(path: str | Path):
+    """A ``gguf.GGUFReader`` for ``path``, cached while the file is unchanged: parsing SmolLM2's header (49,152
+    tokens, 48,900 merges) takes seconds, and the model, the tokenizer and the chat template all read it."""
+    path = Path(path).resolve()
+    check(path.is_file(), "path", str(path), "must be a .gguf file")
+    stat = path.stat()
+    return _gguf_reader(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=2)
+def _gguf_reader(path: str, mtime_ns: int, size: int):
+    from gguf import GGUFReader
+
+    try:
+        return GGUFReader(path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"path={path!r} is not allowed: not a readable GGUF file ({e})") from None
+
+
 def _gguf_field(reader, key: str, path: Path, default=None):
     field = reader.fields.get(key)
     if field is None:
@@ -521,15 +541,10 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module
     (types in ``GGUF_TYPES``), never unpickled; q and k rows are un-permuted (:func:`unpermute_qk`); a file without
     ``output.weight`` has a tied head. Unsupported architectures, tensor types and missing tensors are named.
     """
-    from gguf import GGUFReader
     from gguf.quants import dequantize
 
     path = Path(path)
-    check(path.is_file(), "path", str(path), "must be a .gguf file")
-    try:
-        reader = GGUFReader(path)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"path={str(path)!r} is not allowed: not a readable GGUF file ({e})") from None
+    reader = gguf_reader(path)
     arch = _gguf_field(reader, "general.architecture", path)
     check(arch == "llama", "general.architecture", arch, "load_gguf reads llama-architecture files only")
     f = lambda key, default=None: _gguf_field(reader, f"llama.{key}", path, default)  # noqa: E731

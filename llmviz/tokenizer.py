@@ -43,9 +43,9 @@ def from_gguf(path: str | Path) -> Tokenizer:
     """The byte-level BPE tokenizer stored in a GGUF header (``tokenizer.ggml.tokens`` / ``merges``, llama.cpp's
     ``gpt2`` model): vocabulary and merges as written, the control tokens (type 3, e.g. ``<|im_start|>``) matched
     whole as special tokens, no BOS added (``add_bos_token`` false in SmolLM2). Decoding round-trips any text."""
-    from gguf import GGUFReader
+    from .hf import gguf_reader
 
-    reader = GGUFReader(Path(path))
+    reader = gguf_reader(path)
 
     def field(key: str):
         check(key in reader.fields, "GGUF header", Path(path).name, f"the field {key!r} is missing")
@@ -68,9 +68,9 @@ def from_gguf(path: str | Path) -> Tokenizer:
 
 def gguf_chat_template(path: str | Path) -> str:
     """The Jinja chat template stored in a GGUF header (``tokenizer.chat_template``)."""
-    from gguf import GGUFReader
+    from .hf import gguf_reader
 
-    field = GGUFReader(Path(path)).fields.get("tokenizer.chat_template")
+    field = gguf_reader(path).fields.get("tokenizer.chat_template")
     check(field is not None, "GGUF header", Path(path).name, "has no tokenizer.chat_template")
     return field.contents()
 
