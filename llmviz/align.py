@@ -114,7 +114,8 @@ def ranking_loss(rewards: torch.Tensor) -> torch.Tensor:
 def kl_penalty_rewards(logp: torch.Tensor, ref_logp: torch.Tensor, score: torch.Tensor, response_mask: torch.Tensor,
                        beta: float) -> torch.Tensor:
     """Per-token PPO rewards of RLHF: ``−β (log π − log π_SFT)`` on every response token, plus the reward model's
-    ``score`` [B] on the last response token; 0 elsewhere. logp, ref_logp, response_mask: [B, T]."""
+    ``score`` [B] on the last response token; 0 elsewhere. logp, ref_logp, response_mask: [B, T], aligned with each
+    other (with :func:`token_logprobs`' [B, T−1] output, pass ``response_mask[:, 1:]``)."""
     _check_pair(logp, "logp", ref_logp, "ref_logp")
     _check_pair(logp, "logp", response_mask, "response_mask")
     check(isinstance(score, torch.Tensor) and score.shape == logp.shape[:1], "score.shape",
