@@ -88,13 +88,11 @@ class MLA(nn.Module):
             bias = (bias + _additive(mask, q_nope.dtype)).clamp(min=torch.finfo(q_nope.dtype).min)
         w = self.kv_b_proj.weight.view(self.num_heads, self.d_nope + self.d_v, self.kv_lora_rank)
         w_uk, w_uv = w[:, :self.d_nope], w[:, self.d_nope:]                            # [H, d_nope, r], [H, d_v, r]
-        if self.absorb:
+        if self.absorb:  # plain matmuls: one latent "KV head" shared by all heads (SDPA's GQA path is slow here)
             q_lat = torch.einsum("bhtd,hdr->bhtr", q_nope, w_uk)                       # W_UKᵀ folded into q
-            q_all = torch.cat([q_lat, q_rope], dim=-1)                                 # [B, H, T, r + d_rope]
-            k_all = torch.cat([c, k_rope], dim=-1)                                     # [B, 1, S, r + d_rope]
-            o_lat = F.scaled_dot_product_attention(q_all, k_all, c, attn_mask=bias, scale=self.scale,
-                                                   enable_gqa=True)                   # [B, H, T, r]: MQA on c
-            out = torch.einsum("bhtr,hvr->bhtv", o_lat, w_uv)                          # W_UV after the sum
+            scores = q_lat @ c.transpose(-1, -2) + q_rope @ k_rope.transpose(-1, -2)   # [B, H, T, S]
+            probs = torch.softmax(scores * self.scale + bias, dim=-1)
+            out = torch.einsum("bhts,bzsr,hvr->bhtv", probs, c, w_uv)                  # Σ over the latents, then W_UV
         else:
             k_nope = torch.einsum("bzsr,hdr->bhsd", c, w_uk)                           # [B, H, S, d_nope]
             v = torch.einsum("bzsr,hvr->bhsv", c, w_uv)                                # [B, H, S, d_v]

@@ -403,7 +403,8 @@ class SparseMoE(nn.Module):
     ``y = Σ_j w_j · Expert_{i_j}(x) (+ Shared(x))`` over the k experts the router picked for each token
     (HF ``Qwen3MoeSparseMoeBlock``; DeepSeekMoE §3 adds the shared experts). Each expert only sees the tokens
     routed to it, so a token costs k experts' FLOPs, not E. The last forward's router logits stay in
-    ``router_logits`` [N, E] for the load-balancing loss.
+    ``router_logits`` [N, E] for the load-balancing loss, and the chosen experts in ``router_indices`` [N, k]
+    (for ``expert_load`` and DeepSeek-V3's bias update).
     """
 
     def __init__(self, cfg) -> None:
@@ -416,11 +417,12 @@ class SparseMoE(nn.Module):
         shared = cfg.num_shared_experts * cfg.moe_intermediate_size
         self.shared_experts = SwiGLU(cfg.hidden_size, shared, activation=cfg.activation) if shared else None
         self.router_logits: torch.Tensor | None = None
+        self.router_indices: torch.Tensor | None = None   # [N, k]: the experts each token visited (for loads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, H] -> [B, T, H]
         flat = x.reshape(-1, x.shape[-1])                                          # [N, H]
         logits, weights, indices = self.router(flat)                               # [N, E], [N, k], [N, k]
-        self.router_logits = logits
+        self.router_logits, self.router_indices = logits, indices
         out = torch.zeros_like(flat)
         for e in indices.unique().tolist():                                        # only experts that got tokens
             token, slot = torch.where(indices == e)                                # which tokens, which of their k
