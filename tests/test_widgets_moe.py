@@ -158,6 +158,26 @@ def test_numbers_on_the_figure_are_the_computed_ones():
     assert f"{v['top_k']} routed + 2 shared = {v['top_k'] + 2} of {v['experts'] + 2} experts" in _texts(w.fig)
 
 
+def test_opens_without_balancing_and_without_a_capacity_limit():
+    """Review point 9: Qwen3 (and DeepSeek-V3) drop no tokens, so the explorer opens dropless, and its first
+    picture is the collapse without balancing; the per-domain panel is labelled."""
+    w = _fast(M.moe_router_explorer())
+    assert (w.values["method"], w.values["capacity_factor"]) == ("none", M.DROPLESS)
+    assert w.controls["capacity_factor"].label == "no limit"
+    text = _texts(w.fig)
+    assert "No balancing: routing collapses onto a few experts" in text
+    assert "no capacity limit (as Qwen3): 0 dropped" in text and "assignments dropped" not in text
+    assert "Final load\nper domain" in text and "domain" in text.split("\n")
+    assert [t.get_text() for t in w.fig.axes[1].get_xticklabels()] == ["1", "2", "3", "4"]
+    h = M.train_router(method="none")
+    assert h.max_vio[-1] > h.max_vio[0] > 1                                    # it collapses further
+    s = M.summary(h, M.DROPLESS, 0)
+    assert (s["capacity"], s["dropped"]) == (None, 0)
+    w.controls["capacity_factor"].value = 1.25                                # a Switch-style limit drops
+    assert "capacity = 80 (orange)" in _texts(w.fig)
+    assert M.summary(h, 1.25, 0)["dropped"] > 0
+
+
 def _offered(control) -> list:
     """All options of a dropdown; first and last of a selection slider; min and max of a numeric slider."""
     if hasattr(control, "options"):

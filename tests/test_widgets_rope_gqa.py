@@ -15,8 +15,8 @@ from llmviz.widgets.gqa import (CONTEXTS, CUSTOM, DTYPES, GQA_MODELS, MAX_DRAWN,
                                 format_percent, gqa_config, gqa_explorer, kv_cache_table, kv_head_of)
 from llmviz.widgets.rope import (BASE_PRESETS, CUSTOM_BASE, HEAD_DIMS, ORIGINAL_CONTEXTS, PANELS, SCALINGS, draw_rope,
                                  layout_mismatch, layout_permutation, rope_band_counts, rope_band_edges, rope_bands,
-                                 rope_decay_bound, rope_explorer, rope_pair_trail, rope_scaling_dict,
-                                 rope_wavelengths)
+                                 rope_controls_used, rope_decay_bound, rope_explorer, rope_pair_trail,
+                                 rope_scaling_dict, rope_wavelengths)
 
 
 def _texts(fig: Figure) -> str:
@@ -126,7 +126,8 @@ def test_draw_rope_shows_the_computed_numbers():
     text = _texts(fig)
     assert "kept 24 · blended 16 · ÷4 24" in text
     assert f"{int((rope_wavelengths(128, 1e6) > 32768).sum())} of 64 pairs never complete a turn" in text
-    assert f"= {layout_mismatch(128, 1e6, 300, scale, 32768):.1e}" in text
+    assert layout_mismatch(128, 1e6, 300, scale, 32768) < 1e-6
+    assert "max |interleaved(x)[P] − rotate_half(x[P])| = 0.0e+00 (any base, m ≤ 131k)" in text
     assert f"θ_i = {1e6 ** (-20 / 128):.3g} rad per token" in text
 
 
@@ -222,6 +223,42 @@ def test_rope_explorer_every_control(rope_w):
     _moves(w, "panel", list(PANELS.values()))
 
 
+# one move per control away from the defaults; "position" also crosses L, so that dynamic NTK becomes active
+_ROPE_MOVES = dict(base_preset=1e6, base=2e5, head_dim=64, pair=3, position=5000, scaling="yarn", factor=8,
+                   original_context=2048)
+
+
+@pytest.mark.parametrize("scaling", list(SCALINGS.values()))
+@pytest.mark.parametrize("panel", list(PANELS.values()))
+def test_rope_enabled_controls_change_the_picture_disabled_ones_do_not(panel, scaling):
+    """Review point 13: a control the picture does not depend on is disabled, and every enabled one changes it."""
+    w = rope_explorer(panel=panel, scaling=scaling)
+    w.dpi = 36  # the same picture, cheaper to encode
+    w.redraw()
+    used = rope_controls_used(panel, scaling)
+    assert {n for n, c in w.controls.items() if not c.disabled} == used
+    for name, value in _ROPE_MOVES.items():
+        control = w.controls[name]
+        if name == "scaling" and scaling == "yarn":
+            value = "llama3"
+        old, before = control.value, w.image.value
+        control.value = value
+        changed = w.image.value != before
+        assert changed == (name in used), (panel, scaling, name)
+        control.value = old
+        if name == "base_preset":
+            w.controls["base"].value = 1e4
+        assert w.image.value == before, (panel, scaling, name)  # back where it was
+    assert not w.controls["panel"].disabled
+    w.controls["panel"].value = "d"  # the enabled set follows the panel and the scaling
+    assert w.controls["base"].disabled and w.controls["position"].disabled and not w.controls["pair"].disabled
+    w.controls["panel"].value = "a"
+    w.controls["scaling"].value = "default"
+    assert w.controls["factor"].disabled and w.controls["original_context"].disabled
+    w.controls["scaling"].value = "linear"
+    assert not w.controls["factor"].disabled and w.controls["original_context"].disabled
+
+
 def test_rope_explorer_initial_values():
     w = rope_explorer(base=1e6, head_dim=64, scaling="YaRN", pair=31, panel="d")
     assert w.controls["base_preset"].value == 1e6
@@ -275,6 +312,10 @@ def test_kv_table_uses_kv_cache_bytes_and_the_head_ratio():
         assert rows[kind].saving == pytest.approx(1 - rows[kind].bytes_total / rows["MHA"].bytes_total)
     assert rows["MLA"].bytes_total == kv_cache_bytes(get_config("deepseek-v3"), seq_len=32768, bytes_per_elem=1)
     assert rows["MLA"].saving == pytest.approx(1 - 576 / (2 * 128 * 128))
+    assert [r.reference for r in rows.values()] == ["llama-2-70b"] * 3 + ["deepseek-v3"]
+    assert rows["MLA"].label == "MLA · deepseek-v3\n(another model)"
+    own = {r.kind: r for r in kv_cache_table(get_config("deepseek-v3"), 4096)}
+    assert own["MLA"].reference == "deepseek-v3" and own["MLA"].label == "MLA · this model"
 
 
 @pytest.mark.parametrize("name, saving", [  # facts.md §13 #32
@@ -303,7 +344,12 @@ def test_draw_gqa_shows_the_computed_numbers():
     fig = Figure(figsize=(12, 5.4))
     draw_gqa(fig, model="llama-3-8b", heads=32, kv_heads=8, context=32768, bytes_per_elem=2)
     text = _texts(fig)
-    assert "1 − 8/32 = 75%" in text
+    assert "saving vs this model's MHA: 1 − 8/32 = 75%" in text
+    assert "(−75% vs MHA)" in text  # llama-3-8b's GQA vs llama-3-8b's MHA
+    # review point 3: the contrast MLA bar is DeepSeek-V3's, and its saving is against DeepSeek-V3's MHA, named so
+    assert "MLA · deepseek-v3\n(another model)" in text
+    assert "(−98.24% vs deepseek-v3's MHA)" in text
+    assert "(−98.24%)" not in text
     for r in kv_cache_table(get_config("llama-3-8b"), 32768, 2):
         assert f"{r.bytes_per_token:,} B/token" in text
         assert format_bytes(r.bytes_total) in text
@@ -321,7 +367,7 @@ def test_draw_gqa_caps_the_diagram_at_64_heads():
     assert len(segs) == MAX_DRAWN
     text = _texts(fig)
     assert f"showing query heads 0–{MAX_DRAWN - 1} of 128" in text
-    assert "(−98.24%)" in text  # MLA vs its own MHA: 1 − 576 / (2 · 128 · 128)
+    assert "(−98.24% vs MHA)" in text  # MLA vs its own MHA: 1 − 576 / (2 · 128 · 128)
     assert "70,272 B/token" in text
 
 

@@ -85,8 +85,9 @@ class KVRow:
     n_kv: int | None  # KV heads (None for MLA)
     bytes_per_token: int
     bytes_total: int  # at seq_len, batch 1
-    saving: float  # vs MHA of the same model: 1 − n_kv/n_q (MLA: 1 − MLA bytes / its own MHA bytes)
+    saving: float  # vs the MHA of ``reference``: 1 − n_kv/n_q (MLA: 1 − MLA bytes / that model's MHA bytes)
     is_config: bool  # what the model's config actually uses
+    reference: str = ""  # the model whose MHA ``saving`` is relative to (the row's own model)
 
 
 def kv_cache_table(cfg: ModelConfig, seq_len: int, bytes_per_elem: int = 2, kv_heads: int | None = None
@@ -95,7 +96,9 @@ def kv_cache_table(cfg: ModelConfig, seq_len: int, bytes_per_elem: int = 2, kv_h
 
     All counts are ``llmviz.stats.kv_cache_bytes`` of ``cfg.replace(num_kv_heads=...)``. For an MLA model
     (DeepSeek) the MHA/GQA/MQA rows use ``head_dim = v_head_dim`` (d_h = 128, DeepSeek-V2 Table 1) and no latent;
-    the MLA row is the model itself. Other models get the MLA row of the ``deepseek-v3`` preset for contrast.
+    the MLA row is the model itself. Other models get the MLA row of the ``deepseek-v3`` preset for contrast: its
+    bytes are DeepSeek-V3's (on the same absolute axis) and its ``saving`` is against DeepSeek-V3's own MHA, not
+    against ``cfg``'s (``reference`` names the model each row's saving is relative to).
     """
     check_int(seq_len, "seq_len", minimum=0)
     check(bytes_per_elem in (1, 2, 4), "bytes_per_elem", bytes_per_elem, "must be 4 (fp32), 2 (bf16) or 1 (fp8)")
@@ -118,12 +121,12 @@ def kv_cache_table(cfg: ModelConfig, seq_len: int, bytes_per_elem: int = 2, kv_h
                  "GQA": f"chosen · {n} KV head{plural}" + (f" (= {attention_kind(n_q, n)})" if n in (1, n_q) else "")
                  }[kind]
         mine = own == kind if kind != "GQA" else (own == "GQA" and n == cfg.num_kv_heads)
-        rows.append(KVRow(kind, label, n, per, total, 1 - n / n_q, mine))
+        rows.append(KVRow(kind, label, n, per, total, 1 - n / n_q, mine, cfg.name))
     mla = cfg if cfg.uses_mla else get_config(MLA_REFERENCE)
     per, total = size(mla)
     mha_of_mla, _ = size(mla.replace(kv_lora_rank=0, head_dim=mla.v_head_dim, num_kv_heads=mla.num_heads))
-    label = "MLA · this model" if cfg.uses_mla else f"MLA · {mla.name}"
-    rows.append(KVRow("MLA", label, None, per, total, 1 - per / mha_of_mla, cfg.uses_mla))
+    label = "MLA · this model" if cfg.uses_mla else f"MLA · {mla.name}\n(another model)"
+    rows.append(KVRow("MLA", label, None, per, total, 1 - per / mha_of_mla, cfg.uses_mla, mla.name))
     return rows
 
 
@@ -251,21 +254,23 @@ def _draw_cache(ax: Any, cfg: ModelConfig, rows: list[KVRow], n_kv: int, context
     unit_bytes = next((1024.0 ** p for p in (4, 3, 2, 1) if totals.max() >= 1024.0 ** p), 1.0)
     ax.barh(y, totals / unit_bytes, color=[KIND_COLOURS[r.kind] for r in rows], height=0.6,
             edgecolor=["black" if r.is_config else "none" for r in rows], linewidth=2)
-    for yy, r in zip(y, rows):
-        text = format_bytes(r.bytes_total) + (f"  (−{format_percent(r.saving)})" if r.saving > 0 else "")
+    for yy, r in zip(y, rows):  # each saving against the MHA of the row's own model, named when it is another
+        ref = "MHA" if r.reference == cfg.name else f"{r.reference}'s MHA"
+        text = format_bytes(r.bytes_total) + (f"  (−{format_percent(r.saving)} vs {ref})" if r.saving > 0 else "")
         ax.text(r.bytes_total / unit_bytes, yy, "  " + text, va="center", fontsize=FS, gid=f"cache_{r.kind}")
     labels = [f"{r.label}{'  ★' if r.is_config else ''}\n{r.bytes_per_token:,} B/token" for r in rows]
     ax.set_yticks(y, labels)
     ax.set_ylim(-0.5, len(rows) - 0.5)
     ax.set_xlim(0, max(totals.max() / unit_bytes, 1.0) * 1.55)
     head_dim = cfg.v_head_dim if cfg.uses_mla else cfg.head_dim
-    ax.set_xlabel(f"cache at batch 1   ★ = the model's config\nB/token = {cfg.num_layers} layers × 2 (K, V) × n_kv"
+    ax.set_xlabel(f"cache at batch 1, bytes on one axis   ★ = the model's config\nB/token = {cfg.num_layers} layers × 2 (K, V) × n_kv"
                   f" × {head_dim} × {bytes_per_elem} B", fontsize=FS)
     dtype = next(label for label, b in DTYPES if b == bytes_per_elem).split(" ")[0]
     ctx = next((label for label, n in CONTEXTS if n == context), f"{context:,}")
     saving = 1 - n_kv / cfg.num_heads
     ax.set_title(f"KV cache for {ctx} tokens in {dtype}\n"
-                 f"saving vs MHA: 1 − {n_kv}/{cfg.num_heads} = {format_percent(saving)}", fontsize=FS + 1, y=1.0)
+                 f"saving vs this model's MHA: 1 − {n_kv}/{cfg.num_heads} = {format_percent(saving)}",
+                 fontsize=FS + 1, y=1.0)
 
 
 # --- the widget ------------------------------------------------------------------------------------------

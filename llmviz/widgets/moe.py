@@ -43,7 +43,8 @@ TOKENS = (64, 128, 256, 512)
 COEFS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 GAMMAS = (0.001, 0.003, 0.01, 0.03, 0.1)
 STEPS = (10, 20, 30, 40)   # with LR below; the largest offered run trains in ~50 ms of CPU
-CAPACITY_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+DROPLESS = float("inf")  # capacity factor "no limit": every assignment is processed (Qwen3, DeepSeek-V3 drop none)
+CAPACITY_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, DROPLESS)
 MICRO_BATCHES = 4      # the global batch is 4 micro-batches, each from one "domain" (cluster of tokens)
 HIDDEN = 16
 LR = 1.25         # SGD learning rate (large: few steps, each clipped to a gradient norm of CLIP)
@@ -241,8 +242,14 @@ _NOTES = {
 
 
 def summary(h: RouterHistory, capacity_factor: float, shared_experts: int) -> dict:
-    """The numbers the figure prints, computed from the history (tests compare the figure with these)."""
-    drops = capacity_drops(torch.tensor(h.final_indices), h.num_experts, capacity_factor)
+    """The numbers the figure prints, computed from the history (tests compare the figure with these).
+
+    ``capacity_factor=DROPLESS`` (inf) is no capacity limit, as in Qwen3 and DeepSeek-V3: capacity ``None``,
+    nothing dropped."""
+    if capacity_factor == DROPLESS:
+        drops = SimpleNamespace(capacity=None, total=0)
+    else:
+        drops = capacity_drops(torch.tensor(h.final_indices), h.num_experts, capacity_factor)
     total = h.num_experts + shared_experts
     active = h.top_k + shared_experts
     return {"max_vio_before": float(h.max_vio[0]), "max_vio_after": float(h.max_vio[-1]),
@@ -273,6 +280,7 @@ def _build(fig: Figure) -> SimpleNamespace:
     fig.text(0.2425, 0.165, "training step", ha="center", va="top", fontsize=_FS)
     fig.text(0.045, 0.48, "expert", ha="right", va="center", rotation=90, fontsize=_FS)
     fig.text(0.7925, 0.165, "token assignments", ha="center", va="top", fontsize=_FS)
+    fig.text(0.51, 0.165, "domain", ha="center", va="top", fontsize=_FS)
     a.heat = fig.add_axes((0.055, 0.215, 0.375, 0.53))
     a.dom = fig.add_axes((0.47, 0.215, 0.08, 0.53))
     a.bar = fig.add_axes((0.61, 0.215, 0.365, 0.53))
@@ -288,11 +296,11 @@ def _build(fig: Figure) -> SimpleNamespace:
     for ax in (a.heat, a.dom, a.bar):
         ax.tick_params(labelsize=11)
         ax.minorticks_off()
-    a.dom.tick_params(labelleft=False, bottom=False, labelbottom=False)
-    a.dom.set_xticks([])
+    a.dom.tick_params(labelleft=False, bottom=False)
+    a.dom.set_xticks(range(1, MICRO_BATCHES + 1))  # one column per domain (= micro-batch)
     a.bar.tick_params(labelleft=False)
     a.bar.xaxis.set_major_locator(MaxNLocator(3, integer=True))
-    a.dom.set_title("final,\nper domain", fontsize=_FS, y=1.0)
+    a.dom.set_title("Final load\nper domain", fontsize=_FS, y=1.0)
     a.axes = list(fig.axes)
     return a
 
@@ -307,13 +315,14 @@ def _artists(fig: Figure) -> SimpleNamespace:
 
 
 def draw_moe(fig: Figure, experts: int = 8, top_k: int = 2, tokens: int = 256, skew: float = 1.5,
-             shared_experts: int = 0, capacity_factor: float = 1.25, method: str = "aux", coef: float = 0.1,
+             shared_experts: int = 0, capacity_factor: float = DROPLESS, method: str = "none", coef: float = 0.1,
              gamma: float = 0.03, steps: int = 20, seed: int = 0) -> None:
     """Draw the explorer's figure on ``fig`` for these control values (trains via the cache, then draws).
 
     Three panels share the expert axis: the load of every expert over the steps (heatmap; MaxVio before →
     after), the final load per domain (micro-batch), and the final load against the expert capacity (the
-    dropped part hatched). The HF-normalised balance loss (= k at perfect balance) and the MaxVio within a
+    dropped part hatched; ``capacity_factor=DROPLESS``, the default, is no limit, as in Qwen3 and DeepSeek-V3,
+    which drop no tokens). The HF-normalised balance loss (= k at perfect balance) and the MaxVio within a
     micro-batch are numbers below. Built for speed (each text costs ~0.1 ms a glyph to render): no layout
     engine, few ticks, and the Axes and artists stay on the figure between redraws (only their data and texts
     change), so the same figure redraws in a fraction of the time of a fresh one, with the same picture.
@@ -355,17 +364,23 @@ def draw_moe(fig: Figure, experts: int = 8, top_k: int = 2, tokens: int = 256, s
     # 3. final load against the capacity; the part over capacity is dropped
     final = h.load[-1]
     cap = s["capacity"]
-    kept = np.minimum(final, cap)
+    kept = final if cap is None else np.minimum(final, cap)
     edges = np.arange(e + 1) - 0.5
     a.kept.set_data(kept, edges, 0)
     a.dropped.set_data(final, edges, kept)
     a.balanced.set_xdata([balanced, balanced])
-    a.capacity.set_xdata([cap, cap])
-    a.bar.set_xlim(0, max(float(final.max()), cap) * 1.08)
-    pct = 100 * s["dropped"] / s["assignments"]
-    a.bar.set_title(f"Final load: {s['dropped']} of {s['assignments']} assignments dropped ({pct:.1f}%)\n"
-                    f"capacity = {cap} (orange), balanced = {balanced:g} (dashed)",
-                    fontsize=_FS, y=1.0)
+    a.capacity.set_visible(cap is not None)
+    a.capacity.set_xdata([cap or 0, cap or 0])
+    a.bar.set_xlim(0, max(float(final.max()), cap or 0) * 1.08)
+    if cap is None:
+        a.bar.set_title("Final load: no capacity limit (as Qwen3): 0 dropped\n"
+                        f"every assignment is processed, balanced = {balanced:g} (dashed)",
+                        fontsize=_FS, y=1.0)
+    else:
+        pct = 100 * s["dropped"] / s["assignments"]
+        a.bar.set_title(f"Final load: {s['dropped']} of {s['assignments']} assignments dropped ({pct:.1f}%)\n"
+                        f"capacity = {cap} (orange), balanced = {balanced:g} (dashed)",
+                        fontsize=_FS, y=1.0)
     for ax in (a.heat, a.dom, a.bar):
         ax.set_ylim(*rows)
         ax.set_yticks(expert_ticks)
@@ -381,7 +396,8 @@ def moe_router_explorer(**initial) -> FigureWidget:
     Keyword arguments set the initial control values: ``experts, top_k, tokens, skew, shared_experts,
     capacity_factor, method, coef, gamma, steps, seed`` (see :func:`draw_moe`).
     """
-    values = dict(experts=8, top_k=2, tokens=256, skew=1.5, shared_experts=0, capacity_factor=1.25, method="aux",
+    # opens as Qwen3 trains (no capacity limit) and without balancing: the first picture is the collapse
+    values = dict(experts=8, top_k=2, tokens=256, skew=1.5, shared_experts=0, capacity_factor=DROPLESS, method="none",
                   coef=0.1, gamma=0.03, steps=20, seed=0)
     unknown = sorted(set(initial) - set(values))
     check(not unknown, "initial", unknown, f"unknown control; the controls are {sorted(values)}")
@@ -412,7 +428,8 @@ def moe_router_explorer(**initial) -> FigureWidget:
                               **slider),
         "shared_experts": W.IntSlider(value=values["shared_experts"], min=0, max=2, description="shared experts",
                                       **slider),
-        "capacity_factor": W.SelectionSlider(options=CAPACITY_FACTORS, value=values["capacity_factor"],
+        "capacity_factor": W.SelectionSlider(options=[("no limit" if c == DROPLESS else f"{c:g}", c)
+                                                      for c in CAPACITY_FACTORS], value=values["capacity_factor"],
                                              description="capacity factor", **slider),
         "method": W.Dropdown(options=[(label, key) for key, label in METHODS.items()], value=values["method"],
                              description="balancing", style=style, layout=W.Layout(width="340px")),

@@ -202,6 +202,16 @@ def rope_pair_trail(dim: int, base: float, pair: int, position: int, n: int = N_
     return pos.numpy(), y[:, [pair, pair + half]].double().numpy()
 
 
+LAYOUT_CHECKS = tuple((b, m) for b in (1e2, 1e4, 5e5, 1e6, 1e7) for m in (0, 1, 100, 4096, MAX_POSITION))
+
+
+@lru_cache(maxsize=16)
+def _layout_check(dim: int) -> float:
+    """Panel (d)'s check: the largest :func:`layout_mismatch` over ``LAYOUT_CHECKS`` (bases 100 .. 1e7, positions
+    0 .. 131,072), so that the panel depends on head_dim and the pair only."""
+    return max(layout_mismatch(dim, b, m) for b, m in LAYOUT_CHECKS)
+
+
 @lru_cache(maxsize=64)
 def _decay_curve(dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
     rel = np.unique(np.r_[0, np.round(np.geomspace(1, MAX_POSITION, 220))]).astype(np.int64)  # [R]
@@ -358,8 +368,11 @@ def _draw_pair(ax: Any, v: _View) -> None:
     r = float(np.hypot(x, y))
     ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="-|>", color=VERMILION, lw=2.5))
     ax.plot([x], [y], "o", color=VERMILION, ms=8, label=f"position m = {v.position:,}")
+    notes = [_scaling_note(v)] if v.scale is not None else []
     if abs(r - 1) > 1e-4:
-        ax.text(0.02, 0.03, f"|v| = {r:.3f}: YaRN's attention factor", transform=ax.transAxes, fontsize=v.fs)
+        notes.append(f"|v| = {r:.3f}: YaRN's attention factor")
+    if notes:
+        ax.text(0.02, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=v.fs)
     # circle on the right of the axes box, legend on the left; equal aspect without moving the box
     lim = max(1.3, 1.15 * r)
     box = ax.get_position()
@@ -377,6 +390,20 @@ def _draw_pair(ax: Any, v: _View) -> None:
     _title(ax, f"(a) Pair i = {v.pair} turns θ_i = {theta:.3g} rad per token:\n"
                f"at position m = {v.position:,} it has turned {turns:,.3g} times", v)
     ax.legend(fontsize=v.fs, loc="upper left", framealpha=0.8)
+
+
+def _scaling_note(v: _View) -> str:
+    """What the chosen scaling does to pair i at position m (panel a): e.g. "llama3 ×4, L = 4,096: θ_i kept"."""
+    head = f"{_scaling_label(v.kind)} ×{v.factor:g}" + (f", L = {v.L:,}" if v.kind in _NEEDS_L else "")
+    if v.kind == "dynamic" and v.position + 1 <= v.L:
+        return f"{head}: inactive while m + 1 ≤ L"
+    ratio = float(_inv_freq(v.dim, v.base, v.scale, v.L, v.position + 1)[v.pair]
+                  / _inv_freq(v.dim, v.base, None, None, None)[v.pair])
+    if math.isclose(ratio, 1.0, rel_tol=1e-5):
+        return f"{head}: θ_i kept"
+    if math.isclose(ratio, 1 / v.factor, rel_tol=1e-5):
+        return f"{head}: θ_i ÷ {v.factor:g}"
+    return f"{head}: θ_i × {ratio:.3g}"
 
 
 def _draw_wavelengths(ax: Any, v: _View) -> None:
@@ -453,17 +480,42 @@ def _draw_layouts(ax: Any, v: _View) -> None:
     ax.add_collection(LineCollection(segs[mine], colors=VERMILION, linewidths=3))
     for row_y, xs in ((2.3, mine), (0.3, [pair, pair + half])):
         ax.plot(xs, [row_y, row_y], "s", ms=9, mfc="none", mec=VERMILION, mew=2.5)
-    err = layout_mismatch(dim, v.base, v.position, v.scale, v.L)
+    err = _layout_check(dim)
     ax.set_xlim(-0.5, dim - 0.5)
     ax.set_ylim(-0.05, 2.65)
     ax.set_xticks([0, half, dim - 1])
     ax.set_yticks([2.3, 0.3], ["interleaved\n(x₂ᵢ, x₂ᵢ₊₁)", "rotate-half\n(xᵢ, xᵢ₊d/₂)"])
     ax.set_xlabel(f"slot in the head (colour = pair index; pair {pair} in vermilion)", fontsize=v.fs)
     _title(ax, "(d) Two layouts, one rotation: P = [0, 2, 4, …, 1, 3, 5, …]\n"
-               f"max |interleaved(x)[P] − rotate_half(x[P])| = {err:.1e}", v)
+               f"max |interleaved(x)[P] − rotate_half(x[P])| = {err:.1e} (any base, m ≤ 131k)", v)
 
 
 # --- the widget ------------------------------------------------------------------------------------------
+
+_ALWAYS = frozenset({"panel", "head_dim"})
+_USES: dict[str, frozenset[str]] = {  # panel -> controls its picture depends on (besides factor / L, below)
+    "a": frozenset({"base_preset", "base", "pair", "position", "scaling"}),
+    "b": frozenset({"base_preset", "base", "pair", "scaling", "original_context"}),  # L and f·L are drawn
+    "c": frozenset({"base_preset", "base", "original_context"}),  # the decay bound ignores scaling; L is drawn
+    "d": frozenset({"pair"}),  # the layouts depend on head_dim and the pair only; the check is base-independent
+}
+_USES["all"] = frozenset().union(*_USES.values())
+_NEEDS_L = ("dynamic", "yarn", "llama3")  # scalings whose frequencies depend on the trained context L
+
+
+def rope_controls_used(panel: str, scaling: str) -> frozenset[str]:
+    """The names of the controls that change the picture of ``panel`` under ``scaling`` (an HF rope_type): the
+    explorer disables the others. The factor applies only to a scaling, L to the panels that draw it and to the
+    scalings that use it (linear PI ignores L); (c) and (d) do not depend on the scaling at all."""
+    check(panel in PANELS.values(), "panel", panel, f"must be one of {tuple(PANELS.values())}")
+    check(scaling in SCALINGS.values(), "scaling", scaling, f"must be one of {tuple(SCALINGS.values())}")
+    used = set(_ALWAYS | _USES[panel])
+    if "scaling" in used and scaling != "default":
+        used.add("factor")
+        if scaling in _NEEDS_L:
+            used.add("original_context")
+    return frozenset(used)
+
 
 def _check_initial(v: dict[str, Any]) -> None:
     lo, hi = 10 ** BASE_EXP_RANGE[0], 10 ** BASE_EXP_RANGE[1]
@@ -489,6 +541,8 @@ def rope_explorer(**initial: Any) -> FigureWidget:
     ``llama3``), ``factor`` (1 .. 64), ``original_context`` (one of ``ORIGINAL_CONTEXTS``) and ``panel``
     (``"a"``-``"d"``: one idea in large type, default ``"a"``; ``"all"``: the four together for a lecture
     overview, whose redraws take about four times as long, ~0.2 s of CPU on a slow machine against ~50 ms).
+    Controls the shown panel does not depend on are disabled (:func:`rope_controls_used`), e.g. the factor while
+    the scaling is "none", or the base and position in panel (d).
 
     >>> w = rope_explorer(base=1e6, head_dim=128)
     >>> w.controls["scaling"].value = "yarn"     # redraws
@@ -540,4 +594,13 @@ def rope_explorer(**initial: Any) -> FigureWidget:
     size = SIZE_ALL if v["panel"] == "all" else SIZE_ONE
     w = FigureWidget(draw_rope, controls, name="rope_explorer", figsize=size, dpi=DPI, columns=3, layout=None, keep=True)
     base_preset.unobserve(w.redraw, names="value")  # the preset only moves the slider, which redraws
+
+    def on_applicable(_change: object = None) -> None:  # grey out what the shown panel does not depend on
+        used = rope_controls_used(panel.value, scaling.value)
+        for name, control in controls.items():
+            control.disabled = name not in used
+
+    panel.observe(on_applicable, names="value")
+    scaling.observe(on_applicable, names="value")
+    on_applicable()
     return w
