@@ -38,3 +38,11 @@ def check_ids(ids: Any, name: str, vocab_size: int, max_len: int | None = None) 
     if max_len is not None:
         check(ids.shape[1] <= max_len, f"{name}.shape[1]", ids.shape[1],
               f"the position table has max_position_embeddings={max_len} entries")
+
+
+def check_config(cfg: Any) -> None:
+    """``cfg`` must be a ModelConfig (a preset's name is a common slip: ``get_config(name)`` turns it into one)."""
+    from .configs import ModelConfig
+
+    check(isinstance(cfg, ModelConfig), "cfg", cfg if isinstance(cfg, str) else type(cfg).__name__,
+          "must be a ModelConfig; get_config(name) turns a preset name into one")

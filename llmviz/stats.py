@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._checks import check, check_int
+from ._checks import check, check_config, check_int
 from .configs import ModelConfig
 
 
@@ -78,6 +78,7 @@ def count_params(cfg: ModelConfig) -> ParamCount:
     >>> round(count_params(get_config("llama-3-8b")).total / 1e9, 2)
     8.03
     """
+    check_config(cfg)
     h, v, L = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
     emb = v * h
     if cfg.position == "learned":
@@ -112,6 +113,7 @@ def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_ele
     (DeepSeek-V2 Table 1). A sliding window keeps at most ``sliding_window`` tokens in each layer that uses it
     (every layer, or the "local" ones of ``cfg.layer_types``).
     """
+    check_config(cfg)
     check_int(seq_len, "seq_len", minimum=0)
     check_int(batch, "batch", minimum=1)
     check_int(bytes_per_elem, "bytes_per_elem", minimum=1)
@@ -139,6 +141,7 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
     ``2 · layers · seq_len · n_heads · (d_qk + d_v)`` for the attention scores and the weighted sum. Training
     costs about three times this (forward + backward).
     """
+    check_config(cfg)
     check_int(seq_len, "seq_len", minimum=0)
     n = count_params(cfg)
     matmul = n.active - n.embedding + cfg.vocab_size * cfg.hidden_size  # look-ups cost nothing; the head is a matmul

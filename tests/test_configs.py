@@ -311,3 +311,13 @@ def test_replace_keeps_an_mha_config_mha():
     assert cfg.num_kv_heads == 2 and cfg.head_dim == get_config("tiny-transformer").head_dim
     gqa = get_config("tiny-llama").replace(num_heads=8)
     assert gqa.num_kv_heads == 2                                    # a GQA config keeps its KV heads
+
+
+@pytest.mark.parametrize("call", ["count_params", "kv_cache_bytes", "flops_per_token", "build_model"])
+def test_a_preset_name_instead_of_a_config_is_named(call):
+    from llmviz import stats
+
+    fn = build_model if call == "build_model" else getattr(stats, call)
+    args = ("llama-3-8b",) if call in ("count_params", "build_model") else ("llama-3-8b", 16)
+    with pytest.raises(ValueError, match=r"cfg='llama-3-8b' is not allowed: must be a ModelConfig; get_config"):
+        fn(*args)

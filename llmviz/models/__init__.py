@@ -1,7 +1,7 @@
 """One file a family, each reading top-down like the paper's architecture figure."""
 from torch import nn
 
-from .._checks import check
+from .._checks import check, check_config
 from ..configs import ModelConfig
 from .bert import Bert
 from .deepseek import DeepSeek
@@ -17,7 +17,8 @@ MODELS: dict[str, type[nn.Module]] = {"transformer": Transformer, "bert": Bert, 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """A randomly initialised model for ``cfg`` (in train mode, like any new ``nn.Module``)."""
-    check(cfg.arch in MODELS, "cfg.arch", cfg.arch, f"build_model supports {sorted(MODELS)} so far")
+    check_config(cfg)
+    check(cfg.arch in MODELS, "cfg.arch", cfg.arch, f"build_model supports {sorted(MODELS)}")
     return MODELS[cfg.arch](cfg)
 
 
