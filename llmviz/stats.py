@@ -8,6 +8,10 @@ real models.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ._checks import check, check_config, check_int
 from .configs import ModelConfig
@@ -106,12 +110,13 @@ def count_params(cfg: ModelConfig) -> ParamCount:
 
 
 def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_elem: int = 2) -> int:
-    """Bytes of the decoder's self-attention cache for ``batch`` sequences of ``seq_len`` tokens.
+    """Bytes of the decoder's self-attention cache after ``seq_len`` tokens of ``batch`` sequences.
 
     K and V: ``2 · layers · n_kv_heads · head_dim`` elements per token (algorithms.md §3). MLA caches the
     compressed latent and the shared RoPE key instead: ``layers · (kv_lora_rank + qk_rope_head_dim)``
-    (DeepSeek-V2 Table 1). A sliding window keeps at most ``sliding_window`` tokens in each layer that uses it
-    (every layer, or the "local" ones of ``cfg.layer_types``).
+    (DeepSeek-V2 Table 1). A layer with a sliding window of W keys (the query included; every layer, or the
+    "local" ones of ``cfg.layer_types``) needs only the last ``W - 1`` tokens for the next one: a rolling buffer,
+    what ``llmviz.layers.KVCache`` and HF's ``DynamicSlidingWindowLayer`` keep.
     """
     check_config(cfg)
     check_int(seq_len, "seq_len", minimum=0)
@@ -119,7 +124,7 @@ def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_ele
     check_int(bytes_per_elem, "bytes_per_elem", minimum=1)
     check(cfg.arch != "bert", "cfg.arch", cfg.arch, "BERT is an encoder: it reads the whole input at once and keeps "
           "no KV cache")
-    tokens = sum(_keys(cfg, i, seq_len) for i in range(cfg.num_layers))   # summed over layers
+    tokens = sum(_keys(cfg, i, seq_len, cached=True) for i in range(cfg.num_layers))   # summed over layers
     if cfg.uses_mla:
         per_token = cfg.kv_lora_rank + cfg.qk_rope_head_dim
     else:
@@ -127,25 +132,78 @@ def kv_cache_bytes(cfg: ModelConfig, seq_len: int, batch: int = 1, bytes_per_ele
     return per_token * tokens * batch * bytes_per_elem
 
 
-def _keys(cfg: ModelConfig, layer: int, seq_len: int) -> int:
-    """Keys layer ``layer`` keeps and attends to: all ``seq_len``, or its sliding window (GPT-3 / GPT-Neo's local
-    layers, Mistral's every layer)."""
+def _keys(cfg: ModelConfig, layer: int, seq_len: int, cached: bool = False) -> int:
+    """Keys layer ``layer`` attends to (or, ``cached``, keeps for the next token): all ``seq_len``, or its sliding
+    window (GPT-3 / GPT-Neo's local layers, Mistral's every layer) of W keys, W - 1 of them kept."""
     window = cfg.layer_window(layer)
-    return seq_len if window is None else min(seq_len, window)
+    return seq_len if window is None else min(seq_len, window - 1 if cached else window)
 
 
-def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
+def _matmul_weights(cfg: ModelConfig) -> int:
+    """Weights of the matrix products one token passes through: every projection, the routed top-k and shared
+    experts with their router, and the LM head once (tied or not). Biases, norms and look-ups are not products.
+    The Transformer counts an encoder and a decoder token; BERT has no LM head (its pre-training heads are not
+    part of the encoder) and its pooler runs once per sequence."""
+    h = cfg.hidden_size
+    if cfg.uses_mla:
+        nh, qk = cfg.num_heads, cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
+        q = h * cfg.q_lora_rank + cfg.q_lora_rank * nh * qk if cfg.q_lora_rank else h * nh * qk
+        attn = q + h * (cfg.kv_lora_rank + cfg.qk_rope_head_dim) + cfg.kv_lora_rank * nh * (cfg.qk_nope_head_dim +
+                                                                                          cfg.v_head_dim)
+        attn += nh * cfg.v_head_dim * h
+    else:
+        attn = 2 * h * cfg.num_heads * cfg.head_dim + 2 * h * cfg.num_kv_heads * cfg.head_dim
+    mats = 3 if cfg.gated_mlp else 2
+    n = 0
+    for i in range(cfg.num_layers):
+        if cfg.is_moe_layer(i):
+            ffn = cfg.num_experts * h + (cfg.num_experts_per_tok + cfg.num_shared_experts) * mats * h * \
+                cfg.moe_intermediate_size
+        else:
+            ffn = mats * h * cfg.intermediate_size
+        n += attn + ffn
+    if cfg.arch == "transformer":  # decoder layers: self-attention, cross-attention, FFN
+        n += cfg.num_layers * (2 * attn + mats * h * cfg.intermediate_size)
+    return n + (0 if cfg.arch == "bert" else cfg.vocab_size * h)
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, absorbed: bool = False) -> int:
     """Forward-pass FLOPs for one token that attends to ``seq_len`` keys (Kaplan et al. 2020, Table 1).
 
-    ``2 ·`` (active parameters used in matrix products, including the LM head) for the projections, plus
-    ``2 · layers · seq_len · n_heads · (d_qk + d_v)`` for the attention scores and the weighted sum. Training
-    costs about three times this (forward + backward).
+    ``2 ·`` (weights of the matrix products, :func:`_matmul_weights`) for the projections, plus
+    ``2 · layers · seq_len · n_heads · (d_qk + d_v)`` for the attention scores and the weighted sum (every
+    query-key pair counted, as ``torch.utils.flop_counter`` does). The Transformer has three attention layers per
+    layer pair (encoder, decoder, cross), source and target both ``seq_len`` long. ``absorbed`` (MLA only):
+    DeepSeek's absorbed decoding attends over the cached latents, so each pair costs ``2 · kv_lora_rank +
+    qk_rope_head_dim`` products instead of ``d_qk + d_v`` (the folded W_UK and W_UV cost what ``kv_b_proj`` did).
+    Training costs about three times this (forward + backward).
     """
     check_config(cfg)
     check_int(seq_len, "seq_len", minimum=0)
-    n = count_params(cfg)
-    matmul = n.active - n.embedding + cfg.vocab_size * cfg.hidden_size  # look-ups cost nothing; the head is a matmul
-    d_qk = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim if cfg.uses_mla else cfg.head_dim
-    d_v = cfg.v_head_dim if cfg.uses_mla else cfg.head_dim
+    check(isinstance(absorbed, bool) and (cfg.uses_mla or not absorbed), "absorbed", absorbed,
+          "must be a bool, and True only for MLA configs (kv_lora_rank > 0)")
+    if cfg.uses_mla:
+        pair = 2 * cfg.kv_lora_rank + cfg.qk_rope_head_dim if absorbed else \
+            cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim
+    else:
+        pair = 2 * cfg.head_dim
     keys = sum(_keys(cfg, i, seq_len) for i in range(cfg.num_layers))
-    return 2 * matmul + 2 * keys * cfg.num_heads * (d_qk + d_v)
+    if cfg.arch == "transformer":
+        keys *= 3
+    return 2 * _matmul_weights(cfg) + 2 * keys * cfg.num_heads * pair
+
+
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def measure_flops(run: Callable[[], Any]) -> dict[str, int]:
+    """FLOPs of the matrix products ``run()`` executes, counted by ``torch.utils.flop_counter``, per operator.
+
+    The counter knows SDPA's CUDA kernels but not the CPU one; it is registered here with the same rule (every
+    query-key pair, causal or not). Runs under ``torch.no_grad()``. ``sum(...values())`` is the total.
+    """
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        run()
+    return {str(op).removeprefix("aten."): int(n) for op, n in counter.get_flop_counts()["Global"].items()}

@@ -202,11 +202,12 @@ def test_default_is_bf16_batch_1():
 
 
 def test_sliding_window_caps_the_cache():
+    """A window of W keys includes the query itself, so the next token needs only the last W - 1 (a rolling buffer)."""
     cfg = get_config("llama-3-8b", sliding_window=1024)
     per_token = kv_cache_bytes(get_config("llama-3-8b"), 1)
     assert kv_cache_bytes(cfg, 500) == 500 * per_token  # below the window: unchanged
-    assert kv_cache_bytes(cfg, 1024) == kv_cache_bytes(cfg, 4096) == kv_cache_bytes(cfg, 131_072) == 1024 * per_token
-    assert kv_cache_bytes(cfg, 4096, batch=2) == 2 * 1024 * per_token
+    assert kv_cache_bytes(cfg, 1023) == kv_cache_bytes(cfg, 4096) == kv_cache_bytes(cfg, 131_072) == 1023 * per_token
+    assert kv_cache_bytes(cfg, 4096, batch=2) == 2 * 1023 * per_token
 
 
 QWEN3_GQA_SAVING = {  # facts.md §13 #32: 1 - n_kv / n_q
@@ -312,8 +313,8 @@ def test_local_layers_keep_only_their_window():
     every = cfg.replace(sliding_window=256)
     per_layer = 2 * cfg.num_kv_heads * cfg.head_dim * 2  # K and V, bf16
     assert kv_cache_bytes(cfg, 2048) == 12 * 2048 * per_layer
-    assert kv_cache_bytes(alt, 2048) == (6 * 2048 + 6 * 256) * per_layer
-    assert kv_cache_bytes(every, 2048) == 12 * 256 * per_layer
+    assert kv_cache_bytes(alt, 2048) == (6 * 2048 + 6 * 255) * per_layer
+    assert kv_cache_bytes(every, 2048) == 12 * 255 * per_layer
     dense_attn = flops_per_token(cfg, 2048) - flops_per_token(cfg, 0)
     alt_attn = flops_per_token(alt, 2048) - flops_per_token(alt, 0)
     assert alt_attn == dense_attn * (2048 + 256) // (2 * 2048)

@@ -21,14 +21,20 @@ from .position import apply_rope
 
 
 class KVCache:
-    """Keys and values one layer has seen so far, each [B, n_kv, T, head_dim]."""
+    """Keys and values one layer has seen so far, each [B, n_kv, T, head_dim].
+
+    ``len(cache)`` is the number of tokens seen (the next token's position). A sliding-window layer keeps only
+    the last ``window - 1`` of them, all the next query can reach (a rolling buffer, as HF
+    ``DynamicSlidingWindowLayer``), so ``nbytes`` stops growing at the window.
+    """
 
     def __init__(self) -> None:
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self.seen = 0
 
     def __len__(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
+        return self.seen
 
     @property
     def nbytes(self) -> int:
@@ -40,11 +46,15 @@ class KVCache:
         if self.k is not None:
             self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
 
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add the new tokens' keys and values; return all of them."""
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
-        return self.k, self.v
+    def append(self, k: torch.Tensor, v: torch.Tensor, keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new tokens' keys and values; return the kept earlier ones followed by the new ones. ``keep``:
+        how many of the latest tokens to hold afterwards (None: all)."""
+        self.seen += k.shape[2]
+        k = k if self.k is None else torch.cat([self.k, k], dim=2)
+        v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        start = 0 if keep is None else max(0, k.shape[2] - keep)
+        self.k, self.v = k[:, :, start:], v[:, :, start:]
+        return k, v
 
 
 def causal_mask(q_len: int, k_len: int, window: int | None = None, device: torch.device | None = None) -> torch.Tensor:
@@ -115,12 +125,14 @@ class Attention(nn.Module):
             if rope is not None:
                 k = apply_rope(k, *rope, rope_interleaved)
             if cache is not None:
-                k, v = cache.append(k, v)
+                k, v = cache.append(k, v, None if self.sliding_window is None else self.sliding_window - 1)
         if self.q_norm is not None:
             q = self.q_norm(q)
         if rope is not None:
             q = apply_rope(q, *rope, rope_interleaved)
         q_len, k_len = q.shape[2], k.shape[2]
+        if mask is not None and mask.shape[-1] > k_len:  # a rolling cache dropped the keys beyond the window
+            mask = mask[..., -k_len:]
         gqa = self.num_kv_heads != self.num_heads
         drop = self.dropout if self.training else 0.0
         plain = self.sliding_window is None and (q_len == k_len or q_len == 1)  # SDPA's own causal flag suffices
