@@ -25,11 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llmviz import widgets  # noqa: E402
 
 NAMES = {"sparse": "sparse_attention_explorer", "rope": "rope_explorer", "gqa": "gqa_explorer",
-         "moe": "moe_router_explorer", "viewer": "attention_viewer", "sampling": "sampling_explorer"}
+         "moe": "moe_router_explorer", "viewer": "attention_viewer", "sampling": "sampling_explorer",
+         "compare": "comparison_explorer"}
 
 
 def offered_values(control: W.ValueWidget, moves: int) -> list:
-    """Values the control offers, in an order that changes the value at every step."""
+    """Values the control offers, in an order that changes the value at every step (a multiple selection: as
+    many consecutive options as it holds now, starting one further at each step)."""
+    if isinstance(control, W.SelectMultiple) and control.options:
+        opts = [o[1] if isinstance(o, tuple) else o for o in control.options]
+        k = max(1, len(control.value))
+        return [tuple(opts[(i + j) % len(opts)] for j in range(k)) for i in range(moves)]
     if hasattr(control, "options") and control.options:
         opts = [o[1] if isinstance(o, tuple) else o for o in control.options]
         return (opts * (moves // len(opts) + 1))[:moves]
@@ -90,7 +96,8 @@ def main() -> None:
         if s not in NAMES:
             parser.error(f"--only: unknown explorer {s!r}; choose from {list(NAMES)}")
     makers = {"sparse": widgets.sparse_attention_explorer, "rope": widgets.rope_explorer,
-              "gqa": widgets.gqa_explorer, "moe": widgets.moe_router_explorer}
+              "gqa": widgets.gqa_explorer, "moe": widgets.moe_router_explorer,
+              "compare": widgets.comparison_explorer}
     print(f"{'explorer':<26}{'control':<18}{'cpu med':>9}{'cpu p90':>9}{'wall med':>9}{'wall p90':>9}"
           "   (ms per change)", flush=True)
     worst = []

@@ -243,13 +243,19 @@ def serving_estimate(cfg: ModelConfig, accelerator: Accelerator | str, seq_len: 
 
     Peaks are never reached in practice (kernel efficiency, communication between devices, the activations
     and the framework's own memory), so read the result as an upper bound on speed and a lower bound on memory.
+    The peak is dense BF16 whatever ``bytes_per_param`` says (fp8 kernels can be faster; this matters only when
+    compute-bound), quantised weights carry no scales, and the device count has no headroom (deployments use
+    groups of 2, 4 or 8).
     """
     check_config(cfg)
-    check(cfg.arch != "bert", "cfg.arch", cfg.arch, "BERT is an encoder: it does not decode token by token")
+    check(cfg.arch not in ("bert", "transformer"), "cfg.arch", cfg.arch, "only decoder-only models are estimated "
+          "(BERT does not decode; an encoder-decoder also caches cross-attention keys)")
     acc = ACCELERATORS.get(accelerator) if isinstance(accelerator, str) else accelerator
     check(isinstance(acc, Accelerator), "accelerator", accelerator, f"must be one of {sorted(ACCELERATORS)}")
-    check_int(seq_len, "seq_len", minimum=1)
+    context = cfg.context_length or cfg.max_position_embeddings
+    check_int(seq_len, "seq_len", minimum=1, maximum=context)   # a longer context: replace(max_position_embeddings=)
     check_int(batch, "batch", minimum=1)
+    check_int(kv_bytes_per_elem, "kv_bytes_per_elem", minimum=1)
     check(isinstance(bytes_per_param, (int, float)) and not isinstance(bytes_per_param, bool) and bytes_per_param > 0,
           "bytes_per_param", bytes_per_param, "must be a positive number (2 for bf16, 1 for int8 / fp8, 0.5 for 4-bit)")
     weights = count_params(cfg).total * bytes_per_param

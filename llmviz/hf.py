@@ -444,10 +444,13 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], names: dict[s
 def non_trivial_weights(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give ``model`` (ours or HF's) weights a trained checkpoint could have, for equivalence checks: every
     parameter N(0, 0.1), norm weights 1 ± 0.3 and norm biases non-zero. Freshly initialised norms are all ones,
-    which hides a norm on the wrong axis or applied in the wrong place (e.g. QK-Norm after RoPE)."""
+    which hides a norm on the wrong axis or applied in the wrong place (e.g. QK-Norm after RoPE). Frozen
+    parameters (``requires_grad=False``: Marian's sinusoid tables, which a checkpoint does not store) are left alone."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
             noise = torch.randn(p.shape, generator=g)
             if "norm" in name.lower() or "ln_" in name:
                 p.copy_(1.0 + 0.3 * noise if name.endswith("weight") else 0.1 * noise)

@@ -104,13 +104,14 @@ def test_gqa_mla_and_moe_raise_decode_speed_at_long_context():
 @pytest.mark.parametrize("kwargs, name", [
     (dict(accelerator="TPU v9"), "accelerator"), (dict(seq_len=0), "seq_len"), (dict(batch=0), "batch"),
     (dict(bytes_per_param=0), "bytes_per_param"), (dict(bytes_per_param=True), "bytes_per_param"),
-    (dict(devices=1), "devices")])
+    (dict(devices=1), "devices"), (dict(seq_len=8193), "seq_len"), (dict(kv_bytes_per_elem=0.5), "kv_bytes_per_elem")])
 def test_serving_estimate_bad_input(kwargs, name):
     args = dict(cfg=get_config("llama-3-70b"), accelerator="NVIDIA H100 SXM", seq_len=4096) | kwargs
     with pytest.raises(ValueError, match=name):
         serving_estimate(**args)
 
 
-def test_bert_has_no_decode_estimate():
-    with pytest.raises(ValueError, match="cfg.arch='bert'"):
-        serving_estimate(get_config("bert-base-uncased"), "NVIDIA H100 SXM", 512)
+@pytest.mark.parametrize("name", ["bert-base-uncased", "transformer-base"])
+def test_only_decoders_have_a_decode_estimate(name):
+    with pytest.raises(ValueError, match="cfg.arch="):
+        serving_estimate(get_config(name), "NVIDIA H100 SXM", 512)

@@ -6,7 +6,9 @@
 * :func:`moe_router_explorer`: a real router trained live; expert load under each balancing method.
 * :func:`attention_viewer`: layers × heads attention maps of a model's forward pass, with token labels.
 * :func:`sampling_explorer`: temperature, top-k and top-p over a model's next-token distribution.
+* :func:`comparison_explorer`: up to six models side by side: memory, accelerators needed, decode speed (roofline).
 """
+from .compare import comparison_explorer
 from .figure import FigureWidget, figure_png
 from .gqa import gqa_explorer
 from .moe import moe_router_explorer
@@ -16,4 +18,4 @@ from .sparse import sparse_attention_explorer
 from .viewer import attention_viewer
 
 __all__ = ["FigureWidget", "figure_png", "sparse_attention_explorer", "rope_explorer", "gqa_explorer",
-           "moe_router_explorer", "attention_viewer", "sampling_explorer"]
+           "moe_router_explorer", "attention_viewer", "sampling_explorer", "comparison_explorer"]
