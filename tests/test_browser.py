@@ -1,6 +1,6 @@
-"""A real browser moves a real slider: JupyterLab started by a fixture, headless Chromium driven by
-Playwright (Debian's chromium through ``executable_path``; ``.ci/run`` installs it), the notebook run, a slider
-moved, and the picture must change (notebook_ecosystem.md §5)."""
+"""A real browser moves real controls: JupyterLab started by a fixture, headless Chromium driven by Playwright
+(Debian's chromium through ``executable_path``; ``.ci/run`` installs it), the notebook run, a slider moved or a
+dropdown changed, and the picture must change (notebook_ecosystem.md §5)."""
 from __future__ import annotations
 
 import os
@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,9 @@ def lab_url(tmp_path_factory):
         port = s.getsockname()[1]
     work = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "notebooks", work, dirs_exist_ok=True)
+    cell = nbformat.v4.new_code_cell("from llmviz.widgets import comparison_explorer\ncomparison_explorer()")
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell], metadata=kernel), work / "compare_explorer.ipynb")
     env = dict(os.environ, OMP_NUM_THREADS="1", JUPYTER_CONFIG_DIR=str(work / ".jupyter-config"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
@@ -96,3 +100,15 @@ def test_slider_redraws_the_figure(page, lab_url):
     page.wait_for_function(f"(prev) => ({IMG})() !== prev", arg=before, timeout=30_000)
     assert page.evaluate(IMG) != before
     assert page.locator(".widget-readout").first.inner_text() != readout  # the control really moved
+
+
+def test_dropdown_redraws_the_comparison_explorer(page, lab_url):
+    """The comparison explorer (notebook 09) in a real browser: pick another batch size, the picture changes. It runs
+    alone in a one-cell notebook the fixture writes (notebook 09 itself also trains models)."""
+    open_and_run_all(page, lab_url, "compare_explorer.ipynb")
+    page.wait_for_function(f"() => ({IMG})() !== null", timeout=60_000)
+    before = page.evaluate(IMG)
+    batch = page.locator(".widget-dropdown select").filter(has=page.locator("option", has_text="128")).first
+    batch.select_option(label="128")
+    page.wait_for_function(f"(prev) => ({IMG})() !== prev", arg=before, timeout=30_000)
+    assert page.evaluate(IMG) != before
