@@ -95,31 +95,21 @@ def test_live_llmviz_cache_equals_the_formula(name, overrides, steps):
     assert sum(c.nbytes for c in cache) == kv_cache_bytes(cfg, T + steps, bytes_per_elem=4)
 
 
-def test_rolling_cache_decodes_like_the_full_pass():
-    """The window layers drop old keys, and the logits of cached decoding still equal one full forward pass."""
-    cfg = get_config("tiny-llama", sliding_window=4)
+@pytest.mark.parametrize("window, padding_mask", [(4, False), (3, True)])
+def test_rolling_cache_decodes_like_the_full_pass(window, padding_mask):
+    """The window layers drop old keys, and cached decoding still equals one full forward pass; a padding mask over
+    every token seen is cut to the keys the cache kept."""
+    cfg = get_config("tiny-llama", sliding_window=window)
     model = non_trivial_weights(build_model(cfg)).eval()
     ids = _ids(cfg, 10)
+    mask = (lambda n: torch.ones(1, n)) if padding_mask else (lambda n: None)
     cache = model.new_cache()
     with torch.no_grad():
-        full = model(ids)
-        steps = [model(ids[:, :3], cache=cache)] + [model(ids[:, t:t + 1], cache=cache) for t in range(3, 10)]
-        padded = model(ids[:, :1], cache=model.new_cache(), attention_mask=torch.ones(1, 1))
+        full = model(ids, attention_mask=mask(10))
+        steps = [model(ids[:, :3], cache=cache, attention_mask=mask(3))]
+        steps += [model(ids[:, t:t + 1], cache=cache, attention_mask=mask(t + 1)) for t in range(3, 10)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
-    assert all(c.k.shape[2] == 3 for c in cache) and len(cache[0]) == 10
-    torch.testing.assert_close(padded, full[:, :1], atol=1e-5, rtol=1e-5)
-
-
-def test_rolling_cache_slices_a_padding_mask_to_the_kept_keys():
-    cfg = get_config("tiny-llama", sliding_window=3)
-    model = non_trivial_weights(build_model(cfg)).eval()
-    ids = _ids(cfg, 8)
-    cache = model.new_cache()
-    with torch.no_grad():
-        full = model(ids, attention_mask=torch.ones(1, 8))
-        model(ids[:, :6], cache=cache, attention_mask=torch.ones(1, 6))
-        last = model(ids[:, 6:], cache=cache, attention_mask=torch.ones(1, 8))
-    torch.testing.assert_close(last, full[:, 6:], atol=1e-5, rtol=1e-5)
+    assert all(c.k.shape[2] == window - 1 for c in cache) and len(cache[0]) == 10
 
 
 # ------------------------------------------------------------------------------ transformers' cache objects

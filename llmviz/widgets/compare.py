@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -290,7 +289,6 @@ class _ComparisonWidget(FigureWidget):
     """A FigureWidget with a status line and the architecture table; it holds redraws while the context
     options follow the models, and keeps the last picture while the selection is not 1 to 6 models."""
 
-    _held = 0
     note = ""  # why the context changed, shown until the models change again
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -300,14 +298,6 @@ class _ComparisonWidget(FigureWidget):
         c = self.controls
         controls = widgets.HBox([c["models"], widgets.VBox([c[k] for k in c if k != "models"])])
         self.children = (controls, self.status, self.image, self.table)
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        self._held += 1
-        try:
-            yield
-        finally:
-            self._held -= 1
 
     def redraw(self, *args: object) -> None:
         if self._held:

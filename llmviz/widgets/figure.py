@@ -101,8 +101,21 @@ class FigureWidget(widgets.VBox):
         """The current value of every control, by name."""
         return {name: c.value for name, c in self.controls.items()}
 
+    _held = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold redraws while linked controls are brought into line, so that one change redraws once."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+
     def redraw(self, *_: object) -> None:
         """Draw the figure for the current values (on a cleared figure unless ``keep``) and send the PNG."""
+        if self._held:
+            return
         if not self.keep:
             self.fig.clear()
         with one_thread():

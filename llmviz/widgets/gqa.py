@@ -275,24 +275,6 @@ def _draw_cache(ax: Any, cfg: ModelConfig, rows: list[KVRow], n_kv: int, context
 
 # --- the widget ------------------------------------------------------------------------------------------
 
-class _GQAFigureWidget(FigureWidget):
-    """A FigureWidget that can hold redraws while linked controls are brought into line (one redraw per change)."""
-
-    _held = 0
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        self._held += 1
-        try:
-            yield
-        finally:
-            self._held -= 1
-
-    def redraw(self, *args: object) -> None:
-        if not self._held:
-            super().redraw()
-
-
 def _model_label(name: str) -> str:
     cfg = get_config(name)
     kind = "MLA" if cfg.uses_mla else attention_kind(cfg.num_heads, cfg.num_kv_heads)
@@ -341,7 +323,7 @@ def gqa_explorer(**initial: Any) -> FigureWidget:
     context = widgets.SelectionSlider(options=list(CONTEXTS), value=v["context"], description="context",
                                       style=style, continuous_update=False)
     dtype = widgets.Dropdown(options=list(DTYPES), value=v["bytes_per_elem"], description="dtype", style=style)
-    box: dict[str, _GQAFigureWidget] = {}
+    box: dict[str, FigureWidget] = {}
 
     @contextmanager
     def held() -> Iterator[None]:
@@ -374,7 +356,7 @@ def gqa_explorer(**initial: Any) -> FigureWidget:
     heads.observe(on_heads, names="value")
     model.observe(on_model, names="value")
     controls = dict(model=model, heads=heads, kv_heads=kv_heads, context=context, bytes_per_elem=dtype)
-    w = _GQAFigureWidget(draw_gqa, controls, name="gqa_explorer", figsize=SIZE, dpi=DPI, columns=3, layout=None,
-                         keep=True)
+    w = FigureWidget(draw_gqa, controls, name="gqa_explorer", figsize=SIZE, dpi=DPI, columns=3, layout=None,
+                     keep=True)
     box["w"] = w
     return w
