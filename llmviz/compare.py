@@ -6,19 +6,21 @@ Nothing here is typed per model: every row is computed from a :class:`~llmviz.co
 """
 from __future__ import annotations
 
+import html
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ._checks import check, check_config, check_int
-from .configs import ModelConfig
+from .configs import ModelConfig, get_config
 from .stats import count_params, flops_per_token, kv_cache_bytes
 
 ACTIVATION_NAMES = {"relu": "ReLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh)", "silu": "SiLU"}
 
 
-def _short(n: int) -> str:
-    """131072 -> "128K", 2048 -> "2K", 512 -> "512"."""
+def context_label(n: int) -> str:
+    """A token count as the model cards write it: 131072 -> "128K", 2048 -> "2K", 512 -> "512"."""
     return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else f"{n:,}"
 
 
@@ -35,7 +37,7 @@ def positions(cfg: ModelConfig) -> str:
     if cfg.position == "sinusoidal":
         return "sinusoidal"
     if cfg.position == "learned":
-        return f"learned ({_short(cfg.max_position_embeddings)})"
+        return f"learned ({context_label(cfg.max_position_embeddings)})"
     text = f"RoPE θ={_theta(cfg.rope_theta)}"
     if cfg.rope_scaling:
         text += f", {cfg.rope_scaling['rope_type']} ×{cfg.rope_scaling.get('factor', 1):g}"
@@ -93,8 +95,24 @@ def architecture(cfg: ModelConfig) -> dict[str, str]:
     check_config(cfg)
     context = cfg.context_length or cfg.max_position_embeddings
     return {"structure": structure(cfg), "norm": norm(cfg), "positions": positions(cfg), "attention": attention(cfg),
-            "FFN": ffn(cfg), "vocabulary": f"{cfg.vocab_size:,}", "context": _short(context),
+            "FFN": ffn(cfg), "vocabulary": f"{cfg.vocab_size:,}", "context": context_label(context),
             "tied head": "yes" if cfg.tie_word_embeddings else "no"}
+
+
+def architecture_table(names: list[str] | tuple[str, ...]) -> str:
+    """An HTML table of presets, one row each, the cells of :func:`architecture` (escaped)."""
+    cell = "padding:2px 8px;border-bottom:1px solid #ccc;text-align:left"
+    head = "".join(f"<th style='{cell}'>{html.escape(c)}</th>" for c in ("model", *ARCHITECTURE_COLUMNS))
+    rows = "".join("<tr>" + f"<td style='{cell}'><b>{html.escape(n)}</b></td>" + "".join(
+        f"<td style='{cell}'>{html.escape(v)}</td>" for v in _architecture_row(n)) + "</tr>" for n in names)
+    return (f"<table style='border-collapse:collapse;font-size:14px'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
+@lru_cache(maxsize=None)
+def _architecture_row(name: str) -> tuple[str, ...]:
+    row = architecture(get_config(name))
+    return tuple(row[c] for c in ARCHITECTURE_COLUMNS)
 
 
 DESIGN_COLUMNS = ("structure", "norm", "norm place", "positions", "attention", "QK-Norm", "activation", "experts",

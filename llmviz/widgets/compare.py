@@ -22,7 +22,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from .._checks import check, check_int
-from ..compare import ACCELERATORS, ARCHITECTURE_COLUMNS, ServingEstimate, architecture, serving_estimate
+from ..compare import ACCELERATORS, ServingEstimate, architecture_table, context_label, serving_estimate
 from ..configs import ModelConfig, get_config, list_configs
 from .figure import FigureWidget
 
@@ -78,11 +78,6 @@ def _limiting(models: Sequence[str]) -> str:
     return f"{who} {'stops' if len(names) == 1 else 'stop'} at {context_label(limit)}"
 
 
-def context_label(n: int) -> str:
-    """``4096 -> "4K"``, ``512 -> "512"``."""
-    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else f"{n:,}"
-
-
 def check_models(models: Any) -> tuple[str, ...]:
     """``models`` as a tuple of 1 to 6 distinct decoder presets (``decoder_models()``), else ValueError."""
     check(isinstance(models, (list, tuple)), "models", models, "must be a list or tuple of preset names")
@@ -114,23 +109,6 @@ def estimate(name: str, accelerator: str, seq_len: int, batch: int, bytes_per_pa
              kv_bytes_per_elem: int) -> ServingEstimate:
     """``llmviz.compare.serving_estimate`` of a preset, cached (a notebook session revisits the same values)."""
     return serving_estimate(_config(name), accelerator, seq_len, batch, bytes_per_param, kv_bytes_per_elem)
-
-
-@lru_cache(maxsize=None)
-def _architecture_row(name: str) -> tuple[str, ...]:
-    row = architecture(_config(name))
-    return tuple(row[c] for c in ARCHITECTURE_COLUMNS)
-
-
-def architecture_table(models: Sequence[str]) -> str:
-    """An HTML table, one row per model, the cells of ``llmviz.compare.architecture`` (escaped)."""
-    cell = "padding:2px 8px;border-bottom:1px solid #ccc;text-align:left"
-    head = "".join(f"<th style='{cell}'>{html.escape(c)}</th>" for c in ("model", *ARCHITECTURE_COLUMNS))
-    rows = "".join("<tr>" + f"<td style='{cell}'><b>{html.escape(m)}</b></td>"
-                   + "".join(f"<td style='{cell}'>{html.escape(v)}</td>" for v in _architecture_row(m)) + "</tr>"
-                   for m in models)
-    return (f"<table style='border-collapse:collapse;font-size:14px'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
 
 
 def short_name(accelerator: str) -> str:
