@@ -148,7 +148,10 @@ def published_params(cfg: ModelConfig) -> Published:
     the release name ("llama-3-8b" -> 8B, "qwen3-30b-a3b" -> 30B / 3B)."""
     f = cfg.facts
     check(bool(f), "cfg", cfg.name, "has no facts: only real presets (list_configs()) have a published size")
-    for key, active, source in (("params", None, "paper"), ("paper_params", None, "GPT-2 paper, Table 2"),
+    papers = {"Transformer": "Transformer paper, Table 3", "BERT": "BERT paper, §3", "GPT": "GPT-2 paper, §2.3",
+              "Llama 1": "Llama 1 paper, Table 2"}   # facts.md §1, §2, §3 (GPT-1 = GPT-2 small's size), §6
+    for key, active, source in (("params", None, papers.get(cfg.family, "paper")),
+                                ("paper_params", None, "GPT-2 paper, Table 2"),
                                 ("n_params", None, "GPT-3 paper, Table 2.1"),
                                 ("params_model_card", None, "model card"),
                                 ("params_total_report", "params_activated_report", "Qwen3 report §2"),

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from llmviz.compare import (ACCELERATORS, ARCHITECTURE_COLUMNS, DESIGN_COLUMNS, architecture, design, prefill_flops,
-                            published_params, serving_estimate, weights_read)
+from llmviz.compare import (ACCELERATORS, ARCHITECTURE_COLUMNS, DESIGN_COLUMNS, Published, architecture, design,
+                            prefill_flops, published_params, serving_estimate, weights_read)
 from llmviz.configs import get_config, list_configs
 from llmviz.stats import count_params, flops_per_token, kv_cache_bytes
 
@@ -50,6 +50,8 @@ def test_attention_kinds_and_windows():
 
 def test_published_sources():
     assert published_params(get_config("gpt3-xl")).source == "GPT-3 paper, Table 2.1"
+    assert published_params(get_config("transformer-big")).source == "Transformer paper, Table 3"
+    assert published_params(get_config("gpt-1")) == Published(117e6, None, "GPT-2 paper, §2.3")
     assert published_params(get_config("llama-3-8b")) == published_params(get_config("llama-3-8b"))
     p = published_params(get_config("qwen3-30b-a3b"))
     assert (p.total, p.active, p.source) == (30e9, 3e9, "release name")
