@@ -36,29 +36,38 @@ def _norm(cfg: ModelConfig, dim: int) -> int:
     return 2 * dim if cfg.norm == "layernorm" else dim
 
 
-def _attention(cfg: ModelConfig) -> int:
-    """q, k, v, o projections (+ biases, + QK-Norm weights); MLA for DeepSeek (V2 eq. 9-14)."""
+def _attention_matrices(cfg: ModelConfig) -> int:
+    """The weight matrices of the q, k, v, o projections; MLA's down- and up-projections for DeepSeek (V2 eq. 9-14)."""
     h = cfg.hidden_size
     if cfg.uses_mla:
         nh, qk = cfg.num_heads, cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
-        q = (h * cfg.q_lora_rank + cfg.q_lora_rank + cfg.q_lora_rank * nh * qk) if cfg.q_lora_rank else h * nh * qk
-        kv = h * (cfg.kv_lora_rank + cfg.qk_rope_head_dim) + cfg.kv_lora_rank
-        kv += cfg.kv_lora_rank * nh * (cfg.qk_nope_head_dim + cfg.v_head_dim)
+        q = h * cfg.q_lora_rank + cfg.q_lora_rank * nh * qk if cfg.q_lora_rank else h * nh * qk
+        kv = h * (cfg.kv_lora_rank + cfg.qk_rope_head_dim) + cfg.kv_lora_rank * nh * (cfg.qk_nope_head_dim +
+                                                                                     cfg.v_head_dim)
         return q + kv + nh * cfg.v_head_dim * h
+    return 2 * h * cfg.num_heads * cfg.head_dim + 2 * h * cfg.num_kv_heads * cfg.head_dim
+
+
+def _attention(cfg: ModelConfig) -> int:
+    """The attention matrices, plus biases and QK-Norm weights; for MLA its q_a / kv_a RMSNorm weights."""
+    n = _attention_matrices(cfg)
+    if cfg.uses_mla:
+        return n + cfg.q_lora_rank + cfg.kv_lora_rank
     q_out, kv_out = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
-    n = h * q_out + 2 * h * kv_out + q_out * h
     if cfg.attention_bias:
-        n += q_out + 2 * kv_out + h
+        n += q_out + 2 * kv_out + cfg.hidden_size
     if cfg.qk_norm:
         n += 2 * cfg.head_dim
     return n
 
 
+def _mlp_matrices(cfg: ModelConfig, inner: int) -> int:
+    return (3 if cfg.gated_mlp else 2) * cfg.hidden_size * inner   # SwiGLU: gate, up, down; else up, down
+
+
 def _mlp(cfg: ModelConfig, inner: int) -> int:
-    h = cfg.hidden_size
-    if cfg.gated_mlp:  # SwiGLU: gate, up, down
-        return 3 * h * inner + (2 * inner + h if cfg.mlp_bias else 0)
-    return 2 * h * inner + (inner + h if cfg.mlp_bias else 0)
+    biases = (2 * inner if cfg.gated_mlp else inner) + cfg.hidden_size if cfg.mlp_bias else 0
+    return _mlp_matrices(cfg, inner) + biases
 
 
 def _ffn(cfg: ModelConfig, layer: int) -> tuple[int, int]:
@@ -144,26 +153,16 @@ def _matmul_weights(cfg: ModelConfig) -> int:
     experts with their router, and the LM head once (tied or not). Biases, norms and look-ups are not products.
     The Transformer counts an encoder and a decoder token; BERT has no LM head (its pre-training heads are not
     part of the encoder) and its pooler runs once per sequence."""
-    h = cfg.hidden_size
-    if cfg.uses_mla:
-        nh, qk = cfg.num_heads, cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
-        q = h * cfg.q_lora_rank + cfg.q_lora_rank * nh * qk if cfg.q_lora_rank else h * nh * qk
-        attn = q + h * (cfg.kv_lora_rank + cfg.qk_rope_head_dim) + cfg.kv_lora_rank * nh * (cfg.qk_nope_head_dim +
-                                                                                          cfg.v_head_dim)
-        attn += nh * cfg.v_head_dim * h
-    else:
-        attn = 2 * h * cfg.num_heads * cfg.head_dim + 2 * h * cfg.num_kv_heads * cfg.head_dim
-    mats = 3 if cfg.gated_mlp else 2
+    h, attn = cfg.hidden_size, _attention_matrices(cfg)
     n = 0
     for i in range(cfg.num_layers):
         if cfg.is_moe_layer(i):
-            ffn = cfg.num_experts * h + (cfg.num_experts_per_tok + cfg.num_shared_experts) * mats * h * \
-                cfg.moe_intermediate_size
+            used = cfg.num_experts_per_tok + cfg.num_shared_experts
+            n += attn + cfg.num_experts * h + used * _mlp_matrices(cfg, cfg.moe_intermediate_size)
         else:
-            ffn = mats * h * cfg.intermediate_size
-        n += attn + ffn
+            n += attn + _mlp_matrices(cfg, cfg.intermediate_size)
     if cfg.arch == "transformer":  # decoder layers: self-attention, cross-attention, FFN
-        n += cfg.num_layers * (2 * attn + mats * h * cfg.intermediate_size)
+        n += cfg.num_layers * (2 * attn + _mlp_matrices(cfg, cfg.intermediate_size))
     return n + (0 if cfg.arch == "bert" else cfg.vocab_size * h)
 
 
